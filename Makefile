@@ -1,0 +1,17 @@
+# bis: back-in-stock notifications inside PostgreSQL (built with PGXS)
+
+EXTENSION = bis
+MODULE_big = bis
+OBJS = src/bis.o src/trigger.o
+DATA = $(wildcard sql/bis--*.sql)
+PGFILEDESC = "bis - back-in-stock notifications"
+
+REGRESS = install thresholds matching subscriptions track errors
+ISOLATION = notify_once concurrent_restock
+ISOLATION_OPTS = --inputdir=test/isolation
+
+PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,748 @@
+/* bis--0.1.sql: back-in-stock notifications inside PostgreSQL */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION bis" to load this file. \quit
+
+/*
+ * Tables
+ */
+
+CREATE TABLE bis.items (
+    sku text PRIMARY KEY
+        CONSTRAINT items_sku_check CHECK (sku ~ '^[A-Za-z0-9_-]{1,128}$'),
+    title text,
+    url text,
+    image_url text,
+    price numeric CHECK (price >= 0),
+    compare_at_price numeric CHECK (compare_at_price >= 0),
+    currency text,
+    category text,
+    status text NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'draft', 'archived')),
+    attributes jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
+    threshold integer CHECK (threshold >= 1),
+    alerts_enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- the trigger loads the items that have a threshold of their own
+CREATE INDEX items_threshold_idx ON bis.items (sku) INCLUDE (threshold)
+    WHERE threshold IS NOT NULL;
+
+COMMENT ON TABLE bis.items IS 'The catalog: one row per SKU, with the product data a message needs';
+COMMENT ON COLUMN bis.items.sku IS 'Stock keeping unit: 1 to 128 letters, digits, hyphens or underscores';
+COMMENT ON COLUMN bis.items.title IS 'Product title';
+COMMENT ON COLUMN bis.items.url IS 'Product page';
+COMMENT ON COLUMN bis.items.image_url IS 'Product image';
+COMMENT ON COLUMN bis.items.price IS 'Current price';
+COMMENT ON COLUMN bis.items.compare_at_price IS 'Price before a sale';
+COMMENT ON COLUMN bis.items.currency IS 'Currency of the prices, such as EUR';
+COMMENT ON COLUMN bis.items.category IS 'Product category';
+COMMENT ON COLUMN bis.items.status IS 'active, draft or archived, as in Shopify';
+COMMENT ON COLUMN bis.items.attributes IS 'Free-form product attributes, a JSON object';
+COMMENT ON COLUMN bis.items.threshold IS 'Quantity at which the SKU is back in stock; NULL: the setting bis.default_threshold';
+COMMENT ON COLUMN bis.items.alerts_enabled IS 'Whether a restock of this SKU notifies its subscribers';
+COMMENT ON COLUMN bis.items.created_at IS 'When the item was added';
+COMMENT ON COLUMN bis.items.updated_at IS 'When the item was last changed';
+
+CREATE TABLE bis.contacts (
+    contact_id text PRIMARY KEY CHECK (contact_id <> ''),
+    email text,
+    phone text,
+    locale text,
+    time_zone text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE bis.contacts IS 'Who is notified: one row per contact id chosen by the application';
+COMMENT ON COLUMN bis.contacts.contact_id IS 'The application''s id for the contact';
+COMMENT ON COLUMN bis.contacts.email IS 'Address for the email channel';
+COMMENT ON COLUMN bis.contacts.phone IS 'Number for the sms channel';
+COMMENT ON COLUMN bis.contacts.locale IS 'Preferred language of messages, such as sv-SE';
+COMMENT ON COLUMN bis.contacts.time_zone IS 'IANA time zone, such as Europe/Stockholm';
+COMMENT ON COLUMN bis.contacts.created_at IS 'When the contact was added';
+COMMENT ON COLUMN bis.contacts.updated_at IS 'When the contact was last changed';
+
+CREATE TABLE bis.stock_levels (
+    sku text NOT NULL CHECK (sku ~ '^[A-Za-z0-9_-]{1,128}$'),
+    locale text CHECK (locale <> ''),
+    external_id text CHECK (external_id <> ''),
+    quantity integer NOT NULL CHECK (quantity >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- an absent locale or external_id is a key of its own (NULLS NOT DISTINCT needs 15)
+CREATE UNIQUE INDEX stock_levels_key ON bis.stock_levels
+    (sku, (coalesce(locale, '')), (coalesce(external_id, '')));
+
+COMMENT ON TABLE bis.stock_levels IS 'Stock per SKU, locale and external id, for applications that keep none of their own; tracked by bis';
+COMMENT ON COLUMN bis.stock_levels.sku IS 'The SKU';
+COMMENT ON COLUMN bis.stock_levels.locale IS 'Market of this stock level, or NULL';
+COMMENT ON COLUMN bis.stock_levels.external_id IS 'Warehouse or external system''s id of this stock level, or NULL';
+COMMENT ON COLUMN bis.stock_levels.quantity IS 'Units in stock';
+COMMENT ON COLUMN bis.stock_levels.updated_at IS 'When the quantity was last set';
+
+CREATE TABLE bis.subscriptions (
+    id bigserial PRIMARY KEY,
+    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    sku text NOT NULL REFERENCES bis.items ON DELETE CASCADE,
+    locale text CHECK (locale <> ''),
+    external_id text CHECK (external_id <> ''),
+    channel text NOT NULL DEFAULT 'email'
+        CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
+    status text NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'notified', 'cancelled', 'expired')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    notified_at timestamptz,
+    cancelled_at timestamptz,
+    restock_event_id bigint
+);
+-- one active subscription per contact, SKU, locale, external id and channel
+CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
+    (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
+    WHERE status = 'active';
+-- what a restock matches
+CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, locale, external_id)
+    WHERE status = 'active';
+CREATE INDEX subscriptions_contact_idx ON bis.subscriptions (contact_id, created_at);
+
+COMMENT ON TABLE bis.subscriptions IS 'Requests to be told when a SKU is back in stock; active until notified, cancelled or expired';
+COMMENT ON COLUMN bis.subscriptions.id IS 'Subscription id';
+COMMENT ON COLUMN bis.subscriptions.contact_id IS 'Who asked';
+COMMENT ON COLUMN bis.subscriptions.sku IS 'For which SKU';
+COMMENT ON COLUMN bis.subscriptions.locale IS 'Only restocks of this locale fire it, or NULL';
+COMMENT ON COLUMN bis.subscriptions.external_id IS 'Only restocks of this external id fire it, or NULL';
+COMMENT ON COLUMN bis.subscriptions.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.subscriptions.status IS 'active, notified, cancelled or expired; only active ones fire';
+COMMENT ON COLUMN bis.subscriptions.created_at IS 'When the contact subscribed';
+COMMENT ON COLUMN bis.subscriptions.notified_at IS 'When a restock used it';
+COMMENT ON COLUMN bis.subscriptions.cancelled_at IS 'When it was cancelled';
+COMMENT ON COLUMN bis.subscriptions.restock_event_id IS 'The restock event that used it';
+
+CREATE TABLE bis.restock_events (
+    id bigserial PRIMARY KEY,
+    sku text NOT NULL,
+    locale text,
+    external_id text,
+    old_quantity bigint,
+    new_quantity bigint NOT NULL,
+    threshold integer NOT NULL,
+    source_table text NOT NULL,
+    matched integer NOT NULL,
+    enqueued integer NOT NULL,
+    held_back jsonb NOT NULL DEFAULT '{}',
+    occurred_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX restock_events_sku_idx ON bis.restock_events (sku, occurred_at);
+
+COMMENT ON TABLE bis.restock_events IS 'One row per threshold crossing: the integration log that says who was told of which restock, and why not';
+COMMENT ON COLUMN bis.restock_events.id IS 'Restock event id';
+COMMENT ON COLUMN bis.restock_events.sku IS 'The SKU that came back';
+COMMENT ON COLUMN bis.restock_events.locale IS 'Locale of the stock row that crossed, or NULL';
+COMMENT ON COLUMN bis.restock_events.external_id IS 'External id of the stock row that crossed, or NULL';
+COMMENT ON COLUMN bis.restock_events.old_quantity IS 'Quantity before; NULL for a new stock row';
+COMMENT ON COLUMN bis.restock_events.new_quantity IS 'Quantity after';
+COMMENT ON COLUMN bis.restock_events.threshold IS 'The threshold that was crossed';
+COMMENT ON COLUMN bis.restock_events.source_table IS 'The table whose row crossed';
+COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched';
+COMMENT ON COLUMN bis.restock_events.enqueued IS 'Notifications enqueued';
+COMMENT ON COLUMN bis.restock_events.held_back IS 'Matched subscriptions not notified, by rule: {"alerts_disabled": n}';
+COMMENT ON COLUMN bis.restock_events.occurred_at IS 'Start of the transaction that restocked';
+
+CREATE TABLE bis.notifications (
+    id bigserial PRIMARY KEY,
+    kind text NOT NULL DEFAULT 'back_in_stock'
+        CHECK (kind IN ('back_in_stock', 'reminder', 'price_drop')),
+    status text NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'claimed', 'sent', 'dead', 'cancelled', 'expired')),
+    subscription_id bigint NOT NULL,
+    restock_event_id bigint,
+    contact_id text NOT NULL,
+    sku text NOT NULL,
+    channel text NOT NULL,
+    payload jsonb NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    available_at timestamptz NOT NULL DEFAULT now(),
+    claimed_by text,
+    claimed_until timestamptz,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz,
+    -- exactly once per subscription and kind, whatever runs concurrently
+    UNIQUE (subscription_id, kind)
+);
+CREATE INDEX notifications_due_idx ON bis.notifications (available_at, id)
+    WHERE status = 'pending';
+
+COMMENT ON TABLE bis.notifications IS 'The outbox: one row per subscription and message kind, for mailers to claim, deliver and acknowledge';
+COMMENT ON COLUMN bis.notifications.id IS 'Notification id: the idempotency key a mailer passes on to its provider';
+COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock (reminder and price_drop are reserved)';
+COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed, sent, dead, cancelled or expired';
+COMMENT ON COLUMN bis.notifications.subscription_id IS 'The subscription it fulfils';
+COMMENT ON COLUMN bis.notifications.restock_event_id IS 'The restock event that enqueued it';
+COMMENT ON COLUMN bis.notifications.contact_id IS 'The contact to notify';
+COMMENT ON COLUMN bis.notifications.sku IS 'The SKU';
+COMMENT ON COLUMN bis.notifications.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.notifications.payload IS 'Snapshot for the message: item, stock, contact, subscription, channel, address, locale';
+COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far';
+COMMENT ON COLUMN bis.notifications.available_at IS 'When it is due to be claimed';
+COMMENT ON COLUMN bis.notifications.claimed_by IS 'The mailer that holds the lease';
+COMMENT ON COLUMN bis.notifications.claimed_until IS 'When the lease runs out';
+COMMENT ON COLUMN bis.notifications.last_error IS 'The last delivery error';
+COMMENT ON COLUMN bis.notifications.created_at IS 'When it was enqueued';
+COMMENT ON COLUMN bis.notifications.sent_at IS 'When a mailer acknowledged delivery';
+
+-- pg_dump keeps what the tables hold
+SELECT pg_catalog.pg_extension_config_dump('bis.items', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.contacts', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.stock_levels', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.subscriptions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.restock_events', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.restock_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.notifications_id_seq', '');
+
+/*
+ * Internal helpers (C and SQL); not for applications
+ */
+
+CREATE FUNCTION bis._stock_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__stock_trigger';
+COMMENT ON FUNCTION bis._stock_trigger() IS 'Row trigger put on inventory tables by bis.track(): records restocks and enqueues notifications';
+
+CREATE FUNCTION bis._items_changed() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__items_changed';
+COMMENT ON FUNCTION bis._items_changed() IS 'Statement trigger on bis.items: makes every backend reload the item thresholds it caches';
+
+CREATE TRIGGER items_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bis.items
+    FOR EACH STATEMENT EXECUTE FUNCTION bis._items_changed();
+
+CREATE FUNCTION bis._check_columns(tbl regclass, sku_column name, quantity_column name,
+                                   locale_column name, external_id_column name)
+    RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__check_columns';
+COMMENT ON FUNCTION bis._check_columns(regclass, name, name, name, name) IS 'Raises the error the trigger would raise for these columns of tbl';
+
+CREATE FUNCTION bis._enqueued_total() RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'bis__enqueued_total';
+COMMENT ON FUNCTION bis._enqueued_total() IS 'Notifications enqueued by this session''s restocks so far';
+
+CREATE FUNCTION bis._check_sku(sku text, element bigint DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF sku IS NULL THEN
+        IF element IS NULL THEN
+            RAISE EXCEPTION 'SKU must not be null' USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        RAISE EXCEPTION 'SKU must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = format('Element %s of the array is the first that is invalid.', element);
+    END IF;
+    IF sku !~ '^[A-Za-z0-9_-]{1,128}$' THEN
+        IF element IS NULL THEN
+            RAISE EXCEPTION 'invalid SKU "%"', sku USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'A SKU has 1 to 128 letters, digits, hyphens or underscores.';
+        END IF;
+        RAISE EXCEPTION 'invalid SKU "%"', sku USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A SKU has 1 to 128 letters, digits, hyphens or underscores.',
+            HINT = format('Element %s of the array is the first that is invalid.', element);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_sku(text, bigint) IS 'Raises an error for a SKU bis.items would refuse, naming the array element if given';
+
+CREATE FUNCTION bis._check_key(kind text, value text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF value = '' THEN
+        RAISE EXCEPTION '% must not be an empty string', kind USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Pass NULL for no %s.', kind);
+    END IF;
+    IF kind = 'locale' AND value !~ '^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$' THEN
+        RAISE EXCEPTION 'invalid locale "%"', value USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A locale is a language code with an optional region, such as "sv" or "sv-SE".';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_key(text, text) IS 'Raises an error for an empty or malformed locale or external_id';
+
+CREATE FUNCTION bis._batch_error(element bigint, message text, detail text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    hint text := format('Element %s of the array is the first that is invalid.', element);
+BEGIN
+    IF detail IS NULL THEN
+        RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_parameter_value', DETAIL = detail, HINT = hint;
+END
+$$;
+COMMENT ON FUNCTION bis._batch_error(bigint, text, text) IS 'Raises invalid_parameter_value for an element of a JSON batch';
+
+CREATE FUNCTION bis._check_batch(batch jsonb, fields text[], required text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+    k text;
+BEGIN
+    IF batch IS NULL THEN
+        RAISE EXCEPTION 'batch must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_typeof(batch) <> 'array' THEN
+        RAISE EXCEPTION 'batch must be a JSON array, not %', jsonb_typeof(batch)
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Wrap a single element in brackets: [{...}].';
+    END IF;
+    FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(batch) WITH ORDINALITY a LOOP
+        IF jsonb_typeof(e) <> 'object' THEN
+            PERFORM bis._batch_error(n, format('array element must be a JSON object, not %s', jsonb_typeof(e)), NULL);
+        END IF;
+        FOR k IN SELECT jsonb_object_keys(e) LOOP
+            IF NOT k = ANY (fields) THEN
+                PERFORM bis._batch_error(n, format('unrecognized field "%s"', k),
+                    format('The fields are %s.', array_to_string(fields, ', ')));
+            END IF;
+        END LOOP;
+        FOREACH k IN ARRAY required LOOP
+            IF NOT e ? k THEN
+                PERFORM bis._batch_error(n, format('field "%s" is missing', k), NULL);
+            END IF;
+        END LOOP;
+        PERFORM bis._check_sku(e->>'sku', n);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._check_batch(jsonb, text[], text[]) IS 'Raises an error for a JSON batch that is not an array of objects with known fields, the required ones and valid SKUs';
+
+CREATE FUNCTION bis._json_field(e jsonb, field text, want text, element bigint) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v jsonb := e->field;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) IN (want, 'null') THEN
+        RETURN v;
+    END IF;
+    PERFORM bis._batch_error(element, format('field "%s" must be a JSON %s, not %s', field, want, jsonb_typeof(v)), NULL);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION bis._json_field(jsonb, text, text, bigint) IS 'The field of a batch element, checked to be of JSON type want or null';
+
+CREATE FUNCTION bis._check_quantity(quantity numeric, element bigint DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    hint text := CASE WHEN element IS NULL THEN 'Set a quantity of 0 or more.'
+                      ELSE format('Element %s of the array is the first that is invalid.', element) END;
+BEGIN
+    IF quantity IS NULL THEN
+        RAISE EXCEPTION 'quantity must not be null' USING ERRCODE = 'null_value_not_allowed', HINT = hint;
+    END IF;
+    IF quantity < 0 THEN
+        RAISE EXCEPTION 'quantity must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The quantity given is %s.', quantity), HINT = hint;
+    END IF;
+    IF quantity <> trunc(quantity) THEN
+        RAISE EXCEPTION 'quantity must be a whole number' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The quantity given is %s.', quantity), HINT = hint;
+    END IF;
+    IF quantity > 2147483647 THEN
+        RAISE EXCEPTION 'quantity % is out of range', quantity USING ERRCODE = 'numeric_value_out_of_range',
+            DETAIL = 'A quantity is at most 2147483647.', HINT = hint;
+    END IF;
+    RETURN quantity::integer;
+END
+$$;
+COMMENT ON FUNCTION bis._check_quantity(numeric, bigint) IS 'The quantity as an integer, or an error for a NULL, negative, fractional or too large one';
+
+CREATE FUNCTION bis._check_duplicates(keys text[], what text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    dup record;
+BEGIN
+    SELECT k.key, array_agg(k.n ORDER BY k.n) AS elements INTO dup
+      FROM unnest(keys) WITH ORDINALITY AS k(key, n)
+     GROUP BY k.key HAVING count(*) > 1
+     ORDER BY min(k.n) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% appears more than once in the batch', dup.key USING ERRCODE = 'cardinality_violation',
+            DETAIL = format('Elements %s have the same %s.', array_to_string(dup.elements, ', '), what),
+            HINT = 'Send each one once, with its final values.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_duplicates(text[], text) IS 'Raises cardinality_violation for the first key that appears twice in a batch';
+
+/*
+ * Catalog, contacts and stock
+ */
+
+CREATE FUNCTION bis.upsert_items(items jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+    v jsonb;
+    done integer := 0;
+BEGIN
+    PERFORM bis._check_batch(items,
+        ARRAY['sku', 'title', 'url', 'image_url', 'price', 'compare_at_price', 'currency',
+              'category', 'status', 'attributes', 'threshold', 'alerts_enabled'],
+        ARRAY['sku']);
+    PERFORM bis._check_duplicates(
+        ARRAY(SELECT format('SKU "%s"', a->>'sku') FROM jsonb_array_elements(items) a), 'SKU');
+
+    FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(items) WITH ORDINALITY a LOOP
+        PERFORM bis._json_field(e, k, 'string', n)
+           FROM unnest(ARRAY['title', 'url', 'image_url', 'currency', 'category', 'status']) k;
+        PERFORM bis._json_field(e, 'attributes', 'object', n);
+        PERFORM bis._json_field(e, 'alerts_enabled', 'boolean', n);
+        FOREACH v IN ARRAY ARRAY[bis._json_field(e, 'price', 'number', n),
+                                 bis._json_field(e, 'compare_at_price', 'number', n)] LOOP
+            IF (v #>> '{}')::numeric < 0 THEN
+                PERFORM bis._batch_error(n, 'price must not be negative', format('The price given is %s.', v));
+            END IF;
+        END LOOP;
+        v := bis._json_field(e, 'threshold', 'number', n);
+        IF (v #>> '{}')::numeric < 1 OR (v #>> '{}')::numeric > 2147483647
+           OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+            PERFORM bis._batch_error(n, format('invalid threshold %s', v),
+                'A threshold is a whole number of at least 1, or null for the setting bis.default_threshold.');
+        END IF;
+        IF e->>'status' NOT IN ('active', 'draft', 'archived') THEN
+            PERFORM bis._batch_error(n, format('invalid status "%s"', e->>'status'),
+                'The statuses are active, draft and archived.');
+        END IF;
+
+        -- a field left out keeps its value; a field given as null is cleared
+        INSERT INTO bis.items AS i (sku, title, url, image_url, price, compare_at_price, currency,
+                                    category, status, attributes, threshold, alerts_enabled)
+        VALUES (e->>'sku', e->>'title', e->>'url', e->>'image_url', (e->>'price')::numeric,
+                (e->>'compare_at_price')::numeric, e->>'currency', e->>'category',
+                coalesce(e->>'status', 'active'), coalesce(e->'attributes', '{}'),
+                (e->>'threshold')::integer, coalesce((e->>'alerts_enabled')::boolean, true))
+        ON CONFLICT (sku) DO UPDATE SET
+            title = CASE WHEN e ? 'title' THEN excluded.title ELSE i.title END,
+            url = CASE WHEN e ? 'url' THEN excluded.url ELSE i.url END,
+            image_url = CASE WHEN e ? 'image_url' THEN excluded.image_url ELSE i.image_url END,
+            price = CASE WHEN e ? 'price' THEN excluded.price ELSE i.price END,
+            compare_at_price = CASE WHEN e ? 'compare_at_price' THEN excluded.compare_at_price
+                                    ELSE i.compare_at_price END,
+            currency = CASE WHEN e ? 'currency' THEN excluded.currency ELSE i.currency END,
+            category = CASE WHEN e ? 'category' THEN excluded.category ELSE i.category END,
+            status = CASE WHEN e ? 'status' THEN excluded.status ELSE i.status END,
+            attributes = CASE WHEN e ? 'attributes' THEN excluded.attributes ELSE i.attributes END,
+            threshold = CASE WHEN e ? 'threshold' THEN excluded.threshold ELSE i.threshold END,
+            alerts_enabled = CASE WHEN e ? 'alerts_enabled' THEN excluded.alerts_enabled
+                                  ELSE i.alerts_enabled END,
+            updated_at = now();
+        done := done + 1;
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.upsert_items(jsonb) IS 'Inserts or updates catalog items from a JSON array of objects; a field left out keeps its value; returns how many items were written';
+
+CREATE FUNCTION bis.upsert_contact(contact_id text, email text DEFAULT NULL, phone text DEFAULT NULL,
+                                   locale text DEFAULT NULL, time_zone text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF upsert_contact.contact_id IS NULL OR upsert_contact.contact_id = '' THEN
+        RAISE EXCEPTION 'contact_id must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF upsert_contact.email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+        RAISE EXCEPTION 'invalid email address "%"', upsert_contact.email
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'An email address has one "@" and no spaces.';
+    END IF;
+    IF upsert_contact.phone !~ '^\+?[0-9][0-9 ()-]{2,30}$' THEN
+        RAISE EXCEPTION 'invalid phone number "%"', upsert_contact.phone
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A phone number has digits, spaces, hyphens and parentheses, and may start with "+".';
+    END IF;
+    PERFORM bis._check_key('locale', upsert_contact.locale);
+    -- raises invalid_parameter_value for an unrecognized time zone
+    PERFORM pg_catalog.timezone(upsert_contact.time_zone, now());
+
+    -- an argument left NULL keeps the value the contact has
+    INSERT INTO bis.contacts AS c (contact_id, email, phone, locale, time_zone)
+    VALUES (upsert_contact.contact_id, upsert_contact.email, upsert_contact.phone,
+            upsert_contact.locale, upsert_contact.time_zone)
+    ON CONFLICT ON CONSTRAINT contacts_pkey DO UPDATE SET
+        email = coalesce(excluded.email, c.email),
+        phone = coalesce(excluded.phone, c.phone),
+        locale = coalesce(excluded.locale, c.locale),
+        time_zone = coalesce(excluded.time_zone, c.time_zone),
+        updated_at = now();
+    RETURN upsert_contact.contact_id;
+END
+$$;
+COMMENT ON FUNCTION bis.upsert_contact(text, text, text, text, text) IS 'Creates a contact or updates the values given (NULL keeps the old one); returns the contact id';
+
+CREATE FUNCTION bis.set_stock(sku text, quantity integer, locale text DEFAULT NULL,
+                              external_id text DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    before bigint := bis._enqueued_total();
+BEGIN
+    PERFORM bis._check_sku(set_stock.sku);
+    PERFORM bis._check_quantity(set_stock.quantity);
+    PERFORM bis._check_key('locale', set_stock.locale);
+    PERFORM bis._check_key('external_id', set_stock.external_id);
+
+    INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
+    VALUES (set_stock.sku, set_stock.locale, set_stock.external_id, set_stock.quantity)
+    ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
+        quantity = excluded.quantity,
+        updated_at = now();
+    RETURN bis._enqueued_total() - before;
+END
+$$;
+COMMENT ON FUNCTION bis.set_stock(text, integer, text, text) IS 'Sets one stock level in bis.stock_levels; returns how many notifications the change enqueued';
+
+CREATE FUNCTION bis.put_stock_levels(levels jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    before bigint := bis._enqueued_total();
+    e jsonb;
+    n bigint;
+BEGIN
+    PERFORM bis._check_batch(levels, ARRAY['sku', 'quantity', 'locale', 'externalId'],
+                             ARRAY['sku', 'quantity']);
+    FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(levels) WITH ORDINALITY a LOOP
+        PERFORM bis._json_field(e, 'quantity', 'number', n);
+        PERFORM bis._check_quantity((e->>'quantity')::numeric, n);
+        PERFORM bis._json_field(e, 'locale', 'string', n);
+        PERFORM bis._json_field(e, 'externalId', 'string', n);
+        BEGIN
+            PERFORM bis._check_key('locale', e->>'locale');
+            PERFORM bis._check_key('external_id', e->>'externalId');
+        EXCEPTION WHEN invalid_parameter_value THEN
+            DECLARE
+                msg text;
+                det text;
+            BEGIN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                PERFORM bis._batch_error(n, msg, nullif(det, ''));
+            END;
+        END;
+    END LOOP;
+    PERFORM bis._check_duplicates(
+        ARRAY(SELECT format('SKU "%s"', a->>'sku')
+                     || CASE WHEN a->>'locale' IS NOT NULL THEN format(' with locale "%s"', a->>'locale') ELSE '' END
+                     || CASE WHEN a->>'externalId' IS NOT NULL THEN format(' and externalId "%s"', a->>'externalId') ELSE '' END
+                FROM jsonb_array_elements(levels) a),
+        'sku, locale and externalId');
+
+    INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
+    SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::integer
+      FROM jsonb_array_elements(levels) a
+    ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
+        quantity = excluded.quantity,
+        updated_at = now();
+    RETURN bis._enqueued_total() - before;
+END
+$$;
+COMMENT ON FUNCTION bis.put_stock_levels(jsonb) IS 'Sets stock levels from a JSON array of {"sku", "quantity", "locale", "externalId"}, all or nothing; returns how many notifications the changes enqueued';
+
+/*
+ * Subscriptions
+ */
+
+CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NULL,
+                              external_id text DEFAULT NULL, channel text DEFAULT 'email')
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    sid bigint;
+BEGIN
+    PERFORM bis._check_sku(subscribe.sku);
+    PERFORM bis._check_key('locale', subscribe.locale);
+    PERFORM bis._check_key('external_id', subscribe.external_id);
+    IF subscribe.channel IS NULL OR subscribe.channel NOT IN ('email', 'sms', 'push', 'webpush') THEN
+        RAISE EXCEPTION 'unrecognized channel "%"', subscribe.channel
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The channels are email, sms, push and webpush.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM bis.contacts c WHERE c.contact_id = subscribe.contact_id) THEN
+        RAISE EXCEPTION 'contact "%" does not exist', subscribe.contact_id
+            USING ERRCODE = 'foreign_key_violation',
+            HINT = format('Create it first with bis.upsert_contact(%L, email => ...).', subscribe.contact_id);
+    END IF;
+    IF NOT EXISTS (SELECT FROM bis.items i WHERE i.sku = subscribe.sku) THEN
+        RAISE EXCEPTION 'item "%" does not exist', subscribe.sku
+            USING ERRCODE = 'foreign_key_violation',
+            HINT = format('Add it to the catalog first with bis.upsert_items(''[{"sku": "%s", "title": ...}]'').',
+                          subscribe.sku);
+    END IF;
+
+    -- a concurrent subscribe of the same waits here and then finds this one
+    FOR attempt IN 1..3 LOOP
+        INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel)
+        VALUES (subscribe.contact_id, subscribe.sku, subscribe.locale, subscribe.external_id,
+                subscribe.channel)
+        ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
+            WHERE status = 'active' DO NOTHING
+        RETURNING s.id INTO sid;
+        IF sid IS NOT NULL THEN
+            RETURN sid;
+        END IF;
+        SELECT s.id INTO sid FROM bis.subscriptions s
+         WHERE s.contact_id = subscribe.contact_id AND s.sku = subscribe.sku
+           AND s.locale IS NOT DISTINCT FROM subscribe.locale
+           AND s.external_id IS NOT DISTINCT FROM subscribe.external_id
+           AND s.channel = subscribe.channel AND s.status = 'active';
+        IF sid IS NOT NULL THEN
+            RETURN sid;
+        END IF;
+        -- the active one was used or cancelled in between: insert again
+    END LOOP;
+    RAISE EXCEPTION 'could not subscribe contact "%" to SKU "%"', subscribe.contact_id, subscribe.sku
+        USING ERRCODE = 'serialization_failure',
+        DETAIL = 'The subscription changed state under concurrent restocks three times.',
+        HINT = 'Retry the transaction.';
+END
+$$;
+COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text) IS 'Creates an active subscription, or returns the id of the same one that is already active';
+
+CREATE FUNCTION bis.unsubscribe(subscription_id bigint) RETURNS boolean
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH cancelled AS (
+        UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+         WHERE s.id = unsubscribe.subscription_id AND s.status = 'active'
+        RETURNING 1
+    )
+    SELECT count(*) > 0 FROM cancelled;
+$$;
+COMMENT ON FUNCTION bis.unsubscribe(bigint) IS 'Cancels an active subscription; returns false if it was not active (already used, cancelled, expired or unknown)';
+
+CREATE FUNCTION bis.contact_subscriptions(contact_id text) RETURNS SETOF bis.subscriptions
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT s.* FROM bis.subscriptions s
+     WHERE s.contact_id = contact_subscriptions.contact_id
+     ORDER BY s.created_at DESC, s.id DESC;
+$$;
+COMMENT ON FUNCTION bis.contact_subscriptions(text) IS 'A contact''s subscriptions of every status, newest first';
+
+/*
+ * Tracking inventory tables
+ */
+
+CREATE FUNCTION bis._drop_triggers(tbl regclass) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    trigger_name name;
+    dropped integer := 0;
+BEGIN
+    FOR trigger_name IN SELECT t.tgname FROM pg_trigger t
+                         WHERE t.tgrelid = tbl AND t.tgfoid = 'bis._stock_trigger()'::regprocedure
+                           AND NOT t.tgisinternal LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END
+$$;
+COMMENT ON FUNCTION bis._drop_triggers(regclass) IS 'Drops bis''s restock triggers from a table; returns how many there were';
+
+CREATE FUNCTION bis.track(tbl regclass, sku_column name DEFAULT 'sku',
+                          quantity_column name DEFAULT 'quantity',
+                          locale_column name DEFAULT NULL, external_id_column name DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', tbl USING ERRCODE = 'wrong_object_type',
+            DETAIL = 'Only tables and partitioned tables can be tracked.';
+    END IF;
+    PERFORM bis._check_columns(tbl, sku_column, quantity_column, locale_column, external_id_column);
+
+    -- tracking again replaces the triggers, with the columns given now
+    PERFORM bis._drop_triggers(tbl);
+    -- only a row whose quantity rose to 1 or more can cross a threshold
+    EXECUTE format('CREATE TRIGGER bis_stock_insert AFTER INSERT ON %s FOR EACH ROW'
+                   ' WHEN (NEW.%I >= 1)'
+                   ' EXECUTE FUNCTION bis._stock_trigger(%L, %L, %L, %L)',
+                   tbl, quantity_column,
+                   sku_column, quantity_column, coalesce(locale_column, ''),
+                   coalesce(external_id_column, ''));
+    EXECUTE format('CREATE TRIGGER bis_stock_update AFTER UPDATE OF %I ON %s FOR EACH ROW'
+                   ' WHEN (NEW.%1$I >= 1 AND (OLD.%1$I IS NULL OR NEW.%1$I > OLD.%1$I))'
+                   ' EXECUTE FUNCTION bis._stock_trigger(%3$L, %1$L, %4$L, %5$L)',
+                   quantity_column, tbl,
+                   sku_column, coalesce(locale_column, ''), coalesce(external_id_column, ''));
+END
+$$;
+COMMENT ON FUNCTION bis.track(regclass, name, name, name, name) IS 'Puts bis''s restock trigger on an inventory table, naming its sku, quantity, locale and external id columns';
+
+CREATE FUNCTION bis.untrack(tbl regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF bis._drop_triggers(tbl) = 0 THEN
+        RAISE EXCEPTION 'table "%" is not tracked', tbl USING ERRCODE = 'undefined_object',
+            HINT = 'The view bis.tracked_tables lists the tracked tables.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis.untrack(regclass) IS 'Takes bis''s restock trigger off an inventory table';
+
+CREATE VIEW bis.tracked_tables AS
+SELECT t.tgrelid::regclass AS tbl,
+       split_part(a.args, '\000', 1)::name AS sku_column,
+       split_part(a.args, '\000', 2)::name AS quantity_column,
+       nullif(split_part(a.args, '\000', 3), '')::name AS locale_column,
+       nullif(split_part(a.args, '\000', 4), '')::name AS external_id_column
+  FROM pg_catalog.pg_trigger t,
+       LATERAL (SELECT pg_catalog.encode(t.tgargs, 'escape') AS args) a
+ WHERE t.tgfoid = 'bis._stock_trigger()'::pg_catalog.regprocedure
+   AND t.tgname = 'bis_stock_update';
+COMMENT ON VIEW bis.tracked_tables IS 'The tables bis tracks, with the columns it reads';
+
+SELECT bis.track('bis.stock_levels', locale_column => 'locale', external_id_column => 'external_id');
+
+/*
+ * Privileges: nothing is granted to PUBLIC; see the README's Privileges
+ */
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA bis FROM PUBLIC;

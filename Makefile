@@ -8,7 +8,7 @@ PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track errors
 ISOLATION = notify_once concurrent_restock
-ISOLATION_OPTS = --inputdir=test/isolation
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 

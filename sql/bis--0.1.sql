@@ -384,7 +384,9 @@ BEGIN
      ORDER BY min(k.n) LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION '% appears more than once in the batch', dup.key USING ERRCODE = 'cardinality_violation',
-            DETAIL = format('Elements %s have the same %s.', array_to_string(dup.elements, ', '), what),
+            DETAIL = format('Elements %s and %s have the same %s.',
+                            array_to_string(dup.elements[1:cardinality(dup.elements) - 1], ', '),
+                            dup.elements[cardinality(dup.elements)], what),
             HINT = 'Send each one once, with its final values.';
     END IF;
 END

@@ -1,0 +1,76 @@
+-- Which subscriptions a crossing fires: Voyado's three cases, and both keys
+\set SHOW_CONTEXT never
+SELECT bis.upsert_items('[{"sku": "SKU-1", "title": "Wool coat", "url": "https://shop.example/coat",
+                           "price": 199.00, "currency": "EUR", "attributes": {"color": "navy"}},
+                          {"sku": "SKU-2", "title": "Scarf"}]');
+SELECT bis.upsert_contact('c' || n, email => 'c' || n || '@example.com', locale => 'sv-SE')
+  FROM generate_series(1, 5) n;
+
+-- Voyado's example: five subscriptions
+CREATE FUNCTION voyado_subscriptions() RETURNS void LANGUAGE sql AS $$
+    TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels RESTART IDENTITY;
+    SELECT bis.subscribe('c1', 'SKU-1', 'sv-SE');
+    SELECT bis.subscribe('c2', 'SKU-1', 'pl-PL');
+    SELECT bis.subscribe('c3', 'SKU-1', 'sv-SE', 'SE-SKU-1');
+    SELECT bis.subscribe('c4', 'SKU-1', 'pl-PL', 'PL-SKU-1');
+    SELECT bis.subscribe('c5', 'SKU-2', 'sv-SE');
+$$;
+CREATE VIEW fired AS
+SELECT s.id AS subscription, s.contact_id, s.locale, s.external_id, s.status,
+       n.id IS NOT NULL AS has_notification
+  FROM bis.subscriptions s LEFT JOIN bis.notifications n ON n.subscription_id = s.id
+ ORDER BY s.id;
+
+-- Case 1: sku and locale fire the subscriptions with that sku and that locale: #1 and #3
+SELECT voyado_subscriptions();
+SELECT bis.set_stock('SKU-1', 4, locale => 'sv-SE');
+SELECT * FROM fired;
+
+-- Case 2: sku and external_id fire those with that sku and that external_id: #3
+SELECT voyado_subscriptions();
+SELECT bis.set_stock('SKU-1', 4, external_id => 'SE-SKU-1');
+SELECT * FROM fired;
+
+-- Case 3: sku alone fires every subscription of the sku: #1 to #4
+SELECT voyado_subscriptions();
+SELECT bis.set_stock('SKU-1', 4);
+SELECT * FROM fired;
+
+-- Both locale and external_id: both must match: #4
+SELECT voyado_subscriptions();
+SELECT bis.set_stock('SKU-1', 4, locale => 'pl-PL', external_id => 'PL-SKU-1');
+SELECT * FROM fired;
+
+-- the restock event counts what matched and what was enqueued
+SELECT sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,
+       matched, enqueued, held_back
+  FROM bis.restock_events;
+
+-- the notification carries a snapshot: item, stock, contact, subscription, address
+SELECT kind, status, contact_id, sku, channel, attempts, restock_event_id,
+       jsonb_pretty(payload #- '{subscription,created_at}') AS payload
+  FROM bis.notifications;
+
+-- an sms subscription gets the phone number as its address
+SELECT voyado_subscriptions();
+SELECT bis.upsert_contact('c6', phone => '+46 70 123 45 67');
+SELECT bis.subscribe('c6', 'SKU-2', channel => 'sms');
+SELECT bis.set_stock('SKU-2', 1);
+SELECT contact_id, channel, payload->>'address' AS address FROM bis.notifications ORDER BY id;
+
+-- an item with alerts switched off: the restock is logged, its subscriptions wait
+SELECT voyado_subscriptions();
+SELECT bis.upsert_items('[{"sku": "SKU-1", "alerts_enabled": false}]');
+SELECT bis.set_stock('SKU-1', 4);
+SELECT sku, matched, enqueued, held_back FROM bis.restock_events;
+SELECT * FROM fired;
+-- switched on again, the next restock notifies them
+SELECT bis.upsert_items('[{"sku": "SKU-1", "alerts_enabled": true}]');
+SELECT bis.set_stock('SKU-1', 0);
+SELECT bis.set_stock('SKU-1', 4);
+SELECT sku, matched, enqueued, held_back FROM bis.restock_events ORDER BY id;
+
+DROP VIEW fired;
+DROP FUNCTION voyado_subscriptions();
+TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
+         bis.contacts, bis.items RESTART IDENTITY;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what building and testing bis needs on Debian 12, if it is missing.
+set -euo pipefail
+
+pg=${PG_MAJOR:-15}
+need=()
+for p in make gcc "postgresql-$pg" "postgresql-server-dev-$pg" "postgresql-$pg-pgtap" \
+         libtap-parser-sourcehandler-pgtap-perl; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing packages: ${need[*]}; run as root to install them" >&2
+    exit 1
+fi
+# the tests start clusters of their own: Debian's default one is not wanted
+mkdir -p /etc/postgresql-common
+[ -e /etc/postgresql-common/createcluster.conf ] ||
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+echo "deps: installing ${need[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite: pg_regress, isolation specs, pgTAP and the pgbench
+# concurrency test, against a throwaway cluster.  Run as root on a fresh
+# Debian 12 machine (it installs what it needs), or as a user who has built
+# and installed bis.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bis_become_unprivileged "$@"
+cd "$bis_root"
+bis_start_cluster
+
+passed=0
+failed=0
+suite() {
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "== $name FAILED"
+        for f in regression.diffs output_iso/regression.diffs; do
+            [ -s "$f" ] && cat "$f"
+        done
+    fi
+    return 0
+}
+
+suite "pg_regress and isolation" make -s installcheck
+psql -X -q -c "CREATE DATABASE bis_tap" -d postgres
+psql -X -q -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION bis" -d bis_tap
+suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql
+suite "pgbench concurrency" test/concurrency.sh
+
+echo "bis: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -321,6 +321,7 @@ BEGIN
                 PERFORM bis._batch_error(n, format('field "%s" is missing', k), NULL);
             END IF;
         END LOOP;
+        PERFORM bis._json_field(e, 'sku', 'string', n);
         PERFORM bis._check_sku(e->>'sku', n);
     END LOOP;
 END
@@ -404,6 +405,7 @@ CREATE FUNCTION bis.upsert_items(items jsonb) RETURNS integer
 DECLARE
     e jsonb;
     n bigint;
+    k text;
     v jsonb;
     done integer := 0;
 BEGIN
@@ -415,14 +417,15 @@ BEGIN
         ARRAY(SELECT format('SKU "%s"', a->>'sku') FROM jsonb_array_elements(items) a), 'SKU');
 
     FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(items) WITH ORDINALITY a LOOP
-        PERFORM bis._json_field(e, k, 'string', n)
-           FROM unnest(ARRAY['title', 'url', 'image_url', 'currency', 'category', 'status']) k;
+        FOREACH k IN ARRAY ARRAY['title', 'url', 'image_url', 'currency', 'category', 'status'] LOOP
+            PERFORM bis._json_field(e, k, 'string', n);
+        END LOOP;
         PERFORM bis._json_field(e, 'attributes', 'object', n);
         PERFORM bis._json_field(e, 'alerts_enabled', 'boolean', n);
-        FOREACH v IN ARRAY ARRAY[bis._json_field(e, 'price', 'number', n),
-                                 bis._json_field(e, 'compare_at_price', 'number', n)] LOOP
-            IF (v #>> '{}')::numeric < 0 THEN
-                PERFORM bis._batch_error(n, 'price must not be negative', format('The price given is %s.', v));
+        FOREACH k IN ARRAY ARRAY['price', 'compare_at_price'] LOOP
+            IF (bis._json_field(e, k, 'number', n) #>> '{}')::numeric < 0 THEN
+                PERFORM bis._batch_error(n, format('%s must not be negative', k),
+                                         format('The %s given is %s.', k, e->k));
             END IF;
         END LOOP;
         v := bis._json_field(e, 'threshold', 'number', n);
@@ -441,8 +444,8 @@ BEGIN
                                     category, status, attributes, threshold, alerts_enabled)
         VALUES (e->>'sku', e->>'title', e->>'url', e->>'image_url', (e->>'price')::numeric,
                 (e->>'compare_at_price')::numeric, e->>'currency', e->>'category',
-                coalesce(e->>'status', 'active'), coalesce(e->'attributes', '{}'),
-                (e->>'threshold')::integer, coalesce((e->>'alerts_enabled')::boolean, true))
+                coalesce(e->>'status', 'active'), coalesce(nullif(e->'attributes', 'null'), '{}'),
+                (e->>'threshold')::numeric::integer, coalesce((e->>'alerts_enabled')::boolean, true))
         ON CONFLICT (sku) DO UPDATE SET
             title = CASE WHEN e ? 'title' THEN excluded.title ELSE i.title END,
             url = CASE WHEN e ? 'url' THEN excluded.url ELSE i.url END,
@@ -472,8 +475,11 @@ CREATE FUNCTION bis.upsert_contact(contact_id text, email text DEFAULT NULL, pho
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    IF upsert_contact.contact_id IS NULL OR upsert_contact.contact_id = '' THEN
-        RAISE EXCEPTION 'contact_id must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    IF upsert_contact.contact_id IS NULL THEN
+        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF upsert_contact.contact_id = '' THEN
+        RAISE EXCEPTION 'contact_id must not be an empty string' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF upsert_contact.email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
         RAISE EXCEPTION 'invalid email address "%"', upsert_contact.email
@@ -547,7 +553,7 @@ BEGIN
         PERFORM bis._json_field(e, 'externalId', 'string', n);
         BEGIN
             PERFORM bis._check_key('locale', e->>'locale');
-            PERFORM bis._check_key('external_id', e->>'externalId');
+            PERFORM bis._check_key('externalId', e->>'externalId');
         EXCEPTION WHEN invalid_parameter_value THEN
             DECLARE
                 msg text;
@@ -566,7 +572,7 @@ BEGIN
         'sku, locale and externalId');
 
     INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
-    SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::integer
+    SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
       FROM jsonb_array_elements(levels) a
     ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
         quantity = excluded.quantity,
@@ -590,6 +596,9 @@ CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NUL
 DECLARE
     sid bigint;
 BEGIN
+    IF subscribe.contact_id IS NULL THEN
+        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     PERFORM bis._check_sku(subscribe.sku);
     PERFORM bis._check_key('locale', subscribe.locale);
     PERFORM bis._check_key('external_id', subscribe.external_id);
@@ -676,7 +685,7 @@ DECLARE
 BEGIN
     FOR trigger_name IN SELECT t.tgname FROM pg_trigger t
                          WHERE t.tgrelid = tbl AND t.tgfoid = 'bis._stock_trigger()'::regprocedure
-                           AND NOT t.tgisinternal LOOP
+                           AND t.tgparentid = 0 LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
         dropped := dropped + 1;
     END LOOP;
@@ -684,6 +693,38 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis._drop_triggers(regclass) IS 'Drops bis''s restock triggers from a table; returns how many there were';
+
+CREATE FUNCTION bis._check_partitions(tbl regclass) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    other regclass;
+BEGIN
+    -- a partition of a tracked table has its parent's triggers already
+    SELECT p.tgrelid INTO other
+      FROM pg_trigger t JOIN pg_trigger p ON p.oid = t.tgparentid
+     WHERE t.tgrelid = tbl AND t.tgfoid = 'bis._stock_trigger()'::regprocedure
+     LIMIT 1;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'table "%" is tracked through partitioned table "%"', tbl, other
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Track or untrack the partitioned table instead.';
+    END IF;
+    -- and one tracked on its own would be restocked twice
+    SELECT t.tgrelid INTO other
+      FROM pg_partition_tree(tbl) pt JOIN pg_trigger t ON t.tgrelid = pt.relid
+     WHERE pt.relid <> tbl AND t.tgfoid = 'bis._stock_trigger()'::regprocedure
+       AND t.tgparentid = 0
+     LIMIT 1;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'partition "%" of table "%" is tracked on its own', other, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('Untrack it first with bis.untrack(%L).', other);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_partitions(regclass) IS 'Raises an error for a partition tracked through its parent, or a partitioned table with a partition tracked on its own';
 
 CREATE FUNCTION bis.track(tbl regclass, sku_column name DEFAULT 'sku',
                           quantity_column name DEFAULT 'quantity',
@@ -698,6 +739,7 @@ BEGIN
             DETAIL = 'Only tables and partitioned tables can be tracked.';
     END IF;
     PERFORM bis._check_columns(tbl, sku_column, quantity_column, locale_column, external_id_column);
+    PERFORM bis._check_partitions(tbl);
 
     -- tracking again replaces the triggers, with the columns given now
     PERFORM bis._drop_triggers(tbl);
@@ -722,6 +764,7 @@ CREATE FUNCTION bis.untrack(tbl regclass) RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
+    PERFORM bis._check_partitions(tbl);
     IF bis._drop_triggers(tbl) = 0 THEN
         RAISE EXCEPTION 'table "%" is not tracked', tbl USING ERRCODE = 'undefined_object',
             HINT = 'The view bis.tracked_tables lists the tracked tables.';
@@ -739,8 +782,39 @@ SELECT t.tgrelid::regclass AS tbl,
   FROM pg_catalog.pg_trigger t,
        LATERAL (SELECT pg_catalog.encode(t.tgargs, 'escape') AS args) a
  WHERE t.tgfoid = 'bis._stock_trigger()'::pg_catalog.regprocedure
-   AND t.tgname = 'bis_stock_update';
+   AND t.tgname = 'bis_stock_update'
+   AND t.tgparentid = 0;
 COMMENT ON VIEW bis.tracked_tables IS 'The tables bis tracks, with the columns it reads';
+
+CREATE FUNCTION bis._check_tracked_tables() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t record;
+    problem text;
+BEGIN
+    FOR t IN SELECT tt.* FROM bis.tracked_tables tt
+              WHERE tt.tbl IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+                                WHERE c.classid = 'pg_class'::regclass) LOOP
+        BEGIN
+            PERFORM bis._check_columns(t.tbl, t.sku_column, t.quantity_column, t.locale_column,
+                                       t.external_id_column);
+        EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
+            GET STACKED DIAGNOSTICS problem = MESSAGE_TEXT;
+            RAISE EXCEPTION 'cannot alter a column that bis reads in table "%"', t.tbl
+                USING ERRCODE = 'dependent_objects_still_exist',
+                DETAIL = format('After this change, %s.', problem),
+                HINT = 'Take the table off with bis.untrack() first, then track it again with the new columns.';
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._check_tracked_tables() IS 'Event trigger: refuses an ALTER TABLE that renames or retypes a column a tracked table''s restock trigger reads';
+
+CREATE EVENT TRIGGER bis_check_tracked_tables ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION bis._check_tracked_tables();
 
 SELECT bis.track('bis.stock_levels', locale_column => 'locale', external_id_column => 'external_id');
 

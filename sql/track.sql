@@ -59,13 +59,21 @@ RESET ROLE;
 SELECT sku, matched, enqueued FROM bis.restock_events ORDER BY id DESC LIMIT 1;
 SELECT id, status FROM bis.subscriptions WHERE id = 4;
 
--- tracking again replaces the columns; a renamed column is reported when it is next needed
+-- tracking again replaces the columns
 SELECT bis.track('shop_inventory', sku_column => 'article', quantity_column => 'on_hand');
 SELECT * FROM bis.tracked_tables WHERE tbl = 'shop_inventory'::regclass;
+-- a column bis reads cannot be renamed under it; others can
 ALTER TABLE shop_inventory RENAME COLUMN article TO item_sku;
-UPDATE shop_inventory SET on_hand = on_hand + 10 WHERE id = 1;
+ALTER TABLE shop_inventory RENAME COLUMN market TO region;
+-- untracking and tracking again around the change is the way
+BEGIN;
+SELECT bis.untrack('shop_inventory');
+ALTER TABLE shop_inventory RENAME COLUMN article TO item_sku;
 SELECT bis.track('shop_inventory', sku_column => 'item_sku', quantity_column => 'on_hand');
-UPDATE shop_inventory SET on_hand = on_hand + 10 WHERE id = 1;
+COMMIT;
+UPDATE shop_inventory SET on_hand = 0 WHERE id = 1;
+UPDATE shop_inventory SET on_hand = 1 WHERE id = 1;
+SELECT sku, old_quantity, new_quantity FROM bis.restock_events ORDER BY id DESC LIMIT 1;
 
 -- untracked, it is an ordinary table again
 SELECT count(*) AS events FROM bis.restock_events;
@@ -75,6 +83,24 @@ UPDATE shop_inventory SET on_hand = 0;
 UPDATE shop_inventory SET on_hand = 7;
 SELECT count(*) AS events FROM bis.restock_events;
 
+-- a partitioned table: its partitions, also those added later, are tracked through it
+CREATE TABLE regional_stock (sku text, quantity int, region text) PARTITION BY LIST (region);
+CREATE TABLE regional_stock_north PARTITION OF regional_stock FOR VALUES IN ('north');
+SELECT bis.track('regional_stock', external_id_column => 'region');
+CREATE TABLE regional_stock_south PARTITION OF regional_stock FOR VALUES IN ('south');
+INSERT INTO regional_stock VALUES ('A-1', 3, 'north'), ('A-1', 2, 'south'), ('A-1', 0, 'south');
+SELECT sku, external_id, new_quantity, source_table FROM bis.restock_events
+ WHERE source_table LIKE 'public.regional%' ORDER BY id;
+SELECT * FROM bis.tracked_tables ORDER BY tbl::text;
+-- a partition is tracked or untracked through its parent only
+SELECT bis.untrack('regional_stock_north');
+SELECT bis.track('regional_stock_north');
+SELECT bis.untrack('regional_stock');
+SELECT bis.track('regional_stock_north');
+SELECT bis.track('regional_stock');
+SELECT * FROM bis.tracked_tables ORDER BY tbl::text;
+
+DROP TABLE regional_stock;
 DROP TABLE shop_inventory;
 DROP ROLE regress_bis_clerk;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,

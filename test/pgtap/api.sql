@@ -1,0 +1,153 @@
+-- api.sql: the shape of bis's SQL API (schema bis), as PRODUCT.md and STYLE.md promise it:
+-- tables, view, public functions with their argument types, names, defaults and return types,
+-- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
+-- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
+BEGIN;
+SELECT plan(66);
+
+-- the public functions: name, argument types, return type, argument names, full signature
+CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
+INSERT INTO api VALUES
+  ('upsert_items', '{jsonb}', 'integer', '{items}', 'items jsonb'),
+  ('upsert_contact', '{text,text,text,text,text}', 'text',
+   '{contact_id,email,phone,locale,time_zone}',
+   'contact_id text, email text DEFAULT NULL::text, phone text DEFAULT NULL::text, '
+   'locale text DEFAULT NULL::text, time_zone text DEFAULT NULL::text'),
+  ('set_stock', '{text,integer,text,text}', 'integer', '{sku,quantity,locale,external_id}',
+   'sku text, quantity integer, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text'),
+  ('put_stock_levels', '{jsonb}', 'integer', '{levels}', 'levels jsonb'),
+  ('subscribe', '{text,text,text,text,text}', 'bigint', '{contact_id,sku,locale,external_id,channel}',
+   'contact_id text, sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, '
+   'channel text DEFAULT ''email''::text'),
+  ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
+  ('contact_subscriptions', '{text}', 'setof bis.subscriptions', '{contact_id}', 'contact_id text'),
+  ('track', '{regclass,name,name,name,name}', 'void',
+   '{tbl,sku_column,quantity_column,locale_column,external_id_column}',
+   'tbl regclass, sku_column name DEFAULT ''sku''::name, quantity_column name DEFAULT ''quantity''::name, '
+   'locale_column name DEFAULT NULL::name, external_id_column name DEFAULT NULL::name'),
+  ('untrack', '{regclass}', 'void', '{tbl}', 'tbl regclass');
+
+-- schema, tables, view (1 + 1 + 6 + 1)
+SELECT has_schema('bis');
+SELECT tables_are('bis', ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
+                               'restock_events', 'notifications']);
+SELECT has_table('bis', t, format('table bis.%s exists', t))
+  FROM unnest(ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
+                    'restock_events', 'notifications']::name[]) t;
+SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
+
+-- each public function: exists with these argument types, returns, argument names (9 x 3)
+SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
+  FROM api ORDER BY name;
+SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
+  FROM api ORDER BY name;
+SELECT is((SELECT p.proargnames FROM pg_proc p
+            WHERE p.oid = to_regprocedure(format('bis.%s(%s)', name, array_to_string(args, ',')))),
+          argnames, format('bis.%s has the argument names %s', name, argnames))
+  FROM api ORDER BY name;
+
+-- the defaults are part of the contract too
+SELECT results_eq(
+  $$SELECT a.name::text, pg_get_function_arguments(to_regprocedure(
+             format('bis.%s(%s)', a.name, array_to_string(a.args, ','))))
+      FROM api a ORDER BY a.name$$,
+  $$SELECT name::text, signature FROM api ORDER BY name$$,
+  'the public functions have the documented defaults');
+
+-- everything in bis that does not start with "_" is the public API; the rest is internal
+SELECT set_eq(
+  $$SELECT proname FROM pg_proc WHERE pronamespace = 'bis'::regnamespace AND proname !~ '^_'$$,
+  $$SELECT name FROM api$$,
+  'the functions of bis not starting with "_" are exactly the public API');
+SELECT isnt_empty(
+  $$SELECT proname FROM pg_proc WHERE pronamespace = 'bis'::regnamespace AND proname ~ '^_'$$,
+  'the helpers of bis are named with a leading "_"');
+
+-- search_path is pinned (public functions, and every non-C function)
+SELECT is_empty(
+  $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
+     WHERE p.pronamespace = 'bis'::regnamespace
+       AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
+  'every public function has SET search_path = pg_catalog, pg_temp');
+SELECT is_empty(
+  $$SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+     WHERE p.pronamespace = 'bis'::regnamespace AND l.lanname <> 'c'
+       AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
+  'every SQL and PL/pgSQL function in bis has SET search_path = pg_catalog, pg_temp');
+
+-- comments on every table, view, column and function
+SELECT is_empty(
+  $$SELECT c.oid::regclass FROM pg_class c
+     WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('r', 'p')
+       AND obj_description(c.oid, 'pg_class') IS NULL$$,
+  'every table in bis has a comment');
+SELECT is_empty(
+  $$SELECT c.oid::regclass FROM pg_class c
+     WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('v', 'm')
+       AND obj_description(c.oid, 'pg_class') IS NULL$$,
+  'every view in bis has a comment');
+SELECT is_empty(
+  $$SELECT c.oid::regclass, a.attname FROM pg_class c
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('r', 'p')
+       AND col_description(c.oid, a.attnum) IS NULL$$,
+  'every column of every table in bis has a comment');
+SELECT is_empty(
+  $$SELECT p.oid::regprocedure FROM pg_proc p
+     WHERE p.pronamespace = 'bis'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL$$,
+  'every function in bis has a comment');
+
+-- nothing granted to PUBLIC (grantee 0); a NULL ACL means the default, which grants EXECUTE
+SELECT is_empty(
+  $$SELECT p.oid::regprocedure FROM pg_proc p,
+           aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x
+     WHERE p.pronamespace = 'bis'::regnamespace AND x.grantee = 0$$,
+  'no function in bis is executable by PUBLIC');
+SELECT is_empty(
+  $$SELECT c.oid::regclass, x.privilege_type FROM pg_class c,
+           aclexplode(coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
+                                                   c.relowner))) x
+     WHERE c.relnamespace = 'bis'::regnamespace AND x.grantee = 0$$,
+  'no table, view or sequence in bis grants PUBLIC anything');
+
+-- keys: one row per SKU, contact, subscription, event, notification (5 + 3)
+SELECT col_is_pk('bis', 'items', 'sku', 'bis.items is keyed by sku');
+SELECT col_is_pk('bis', 'contacts', 'contact_id', 'bis.contacts is keyed by contact_id');
+SELECT col_is_pk('bis', 'subscriptions', 'id', 'bis.subscriptions is keyed by id');
+SELECT col_is_pk('bis', 'restock_events', 'id', 'bis.restock_events is keyed by id');
+SELECT col_is_pk('bis', 'notifications', 'id', 'bis.notifications is keyed by id');
+SELECT hasnt_pk('bis', 'stock_levels', 'bis.stock_levels has no primary key (locale, external_id may be NULL)');
+SELECT index_is_unique('bis', 'stock_levels', 'stock_levels_key',
+                       'bis.stock_levels is unique on sku, locale and external_id');
+SELECT col_is_unique('bis', 'notifications', ARRAY['subscription_id', 'kind']::name[],
+                     'one notification per subscription and kind');
+
+-- triggers (3 + 3 + 1)
+SELECT has_trigger('bis', 'stock_levels', 'bis_stock_insert', 'bis.stock_levels has trigger bis_stock_insert');
+SELECT has_trigger('bis', 'stock_levels', 'bis_stock_update', 'bis.stock_levels has trigger bis_stock_update');
+SELECT has_trigger('bis', 'items', 'items_changed', 'bis.items has trigger items_changed');
+SELECT trigger_is('bis', 'stock_levels', 'bis_stock_insert', 'bis', '_stock_trigger',
+                  'bis_stock_insert calls bis._stock_trigger()');
+SELECT trigger_is('bis', 'stock_levels', 'bis_stock_update', 'bis', '_stock_trigger',
+                  'bis_stock_update calls bis._stock_trigger()');
+SELECT trigger_is('bis', 'items', 'items_changed', 'bis', '_items_changed',
+                  'items_changed calls bis._items_changed()');
+SELECT results_eq(
+  $$SELECT tbl::text, sku_column::text, quantity_column::text, locale_column::text,
+           external_id_column::text
+      FROM bis.tracked_tables WHERE tbl = 'bis.stock_levels'::regclass$$,
+  $$VALUES ('bis.stock_levels', 'sku', 'quantity', 'locale', 'external_id')$$,
+  'bis.tracked_tables shows bis.stock_levels with its four columns');
+
+-- settings, defined when the library loads (the first call of a bis C function loads it)
+SELECT is(bis.set_stock('X-1', 0), 0, 'a first stock row at 0 enqueues nothing (and loads the library)');
+SELECT is(current_setting('bis.default_threshold'), '1', 'bis.default_threshold is 1');
+SELECT is(current_setting('bis.notify'), 'on', 'bis.notify is on');
+SELECT results_eq(
+  $$SELECT name, boot_val, vartype, context FROM pg_settings WHERE name LIKE 'bis.%' ORDER BY name$$,
+  $$VALUES ('bis.default_threshold'::text, '1'::text, 'integer'::text, 'user'::text),
+           ('bis.notify', 'on', 'bool', 'user')$$,
+  'the settings are bis.default_threshold (1) and bis.notify (on), both user-settable');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -525,6 +525,9 @@ BEGIN
     PERFORM bis._check_key('locale', set_stock.locale);
     PERFORM bis._check_key('external_id', set_stock.external_id);
 
+    -- a restock locks the item after the stock row; taking it first here keeps
+    -- writers of one SKU's stock rows from deadlocking with each other
+    PERFORM FROM bis.items i WHERE i.sku = set_stock.sku FOR NO KEY UPDATE;
     INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
     VALUES (set_stock.sku, set_stock.locale, set_stock.external_id, set_stock.quantity)
     ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
@@ -571,9 +574,15 @@ BEGIN
                 FROM jsonb_array_elements(levels) a),
         'sku, locale and externalId');
 
+    -- as in bis.set_stock, items first; then the levels in key order, as a
+    -- concurrent batch takes them
+    PERFORM FROM bis.items i
+     WHERE i.sku IN (SELECT a->>'sku' FROM jsonb_array_elements(levels) a)
+     ORDER BY i.sku FOR NO KEY UPDATE;
     INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
     SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
       FROM jsonb_array_elements(levels) a
+     ORDER BY a->>'sku', coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
     ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
         quantity = excluded.quantity,
         updated_at = now();

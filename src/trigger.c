@@ -102,11 +102,13 @@ static const Oid quantity_types[] = {INT2OID, INT4OID, INT8OID, InvalidOid};
  * One crossing, in one statement: $1 sku, $2 locale, $3 external_id,
  * $4 old quantity (NULL for a new row), $5 new quantity, $6 threshold,
  * $7 source table.  Marking a subscription notified and enqueueing its
- * notification happen together, so no subscription is used without one; a
- * concurrent crossing of the same SKU waits on the subscription's row lock
- * and then skips it, because it is no longer active.  Every name is
- * qualified: the statement runs under the search_path of whoever changed the
- * stock.
+ * notification happen together, so no subscription is used without one.
+ * Crossings of one SKU take turns on the item's row lock before they touch
+ * any subscription (two that locked subscriptions in different orders could
+ * deadlock); the later one then finds the subscriptions the earlier one used
+ * no longer active, and skips them.  The lock does not conflict with the key
+ * share lock a concurrent subscribe takes.  Every name is qualified: the
+ * statement runs under the search_path of whoever changed the stock.
  */
 static const char restock_sql[] =
 "WITH ev AS ("
@@ -120,6 +122,7 @@ static const char restock_sql[] =
 "           'category', i.category, 'attributes', i.attributes) AS doc"
 "    FROM bis.items i"
 "   WHERE i.sku OPERATOR(pg_catalog.=) $1"
+"     FOR NO KEY UPDATE"
 "), used AS ("
 "  UPDATE bis.subscriptions s"
 "     SET status = 'notified', notified_at = pg_catalog.now(),"

@@ -18,7 +18,7 @@ bis_become_unprivileged() {
     chown -R "$bis_user" "$copy"
     local script=${0#"$bis_root"/}
     cd "$copy"
-    exec runuser -u "$bis_user" -- env PATH="$PATH" bash "$copy/$script" "$@"
+    exec runuser -u "$bis_user" -- env PATH="$PATH" BIS_TEST_COPY="$copy" bash "$copy/$script" "$@"
 }
 
 # Start a cluster in a fresh directory, listening only on a private socket;
@@ -36,5 +36,5 @@ bis_start_cluster() {
 
 pg_ctl_stop() {
     "$(pg_config --bindir)/pg_ctl" -D "$bis_dir/data" -m fast -w -s stop || true
-    rm -rf "$bis_dir"
+    rm -rf "$bis_dir" ${BIS_TEST_COPY:+"$BIS_TEST_COPY"}
 }

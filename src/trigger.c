@@ -399,6 +399,19 @@ read_text(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum, bool *isnull)
 	return heap_getattr(tuple, attnum, tupdesc, isnull);
 }
 
+/* Prepare a statement once for the life of the backend; caller is in SPI */
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
 /* Load the thresholds of the items that have their own; caller is in SPI */
 static void
 load_item_thresholds(void)
@@ -420,15 +433,7 @@ load_item_thresholds(void)
 	items_relid = get_relname_relid("items", get_namespace_oid("bis", false));
 
 	if (thresholds_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(thresholds_sql, 0, NULL);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		thresholds_plan = plan;
-	}
+		thresholds_plan = prepare_kept(thresholds_sql, 0, NULL);
 	ret = SPI_execute_plan(thresholds_plan, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
@@ -524,13 +529,8 @@ restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
 	{
 		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 		INT4OID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(restock_sql, 7, argtypes);
 
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		restock_plan = plan;
+		restock_plan = prepare_kept(restock_sql, 7, argtypes);
 	}
 
 	values[0] = sku;

@@ -2,7 +2,7 @@
 
 EXTENSION = bis
 MODULE_big = bis
-OBJS = src/bis.o src/trigger.o
+OBJS = src/bis.o src/trigger.o src/render.o
 DATA = $(wildcard sql/bis--*.sql)
 PGFILEDESC = "bis - back-in-stock notifications"
 

@@ -168,29 +168,38 @@ CREATE TABLE bis.notifications (
     last_error text,
     created_at timestamptz NOT NULL DEFAULT now(),
     sent_at timestamptz,
+    subject text,
+    body text,
+    body_html text,
     -- exactly once per subscription and kind, whatever runs concurrently
     UNIQUE (subscription_id, kind)
 );
+-- what bis.claim hands out: due pending rows, and claimed rows whose lease ran out
 CREATE INDEX notifications_due_idx ON bis.notifications (available_at, id)
     WHERE status = 'pending';
+CREATE INDEX notifications_lease_idx ON bis.notifications (claimed_until, id)
+    WHERE status = 'claimed';
 
 COMMENT ON TABLE bis.notifications IS 'The outbox: one row per subscription and message kind, for mailers to claim, deliver and acknowledge';
 COMMENT ON COLUMN bis.notifications.id IS 'Notification id: the idempotency key a mailer passes on to its provider';
 COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock (reminder and price_drop are reserved)';
-COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed, sent, dead, cancelled or expired';
+COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed (leased to a mailer), sent, dead (failed for good), cancelled or expired (past bis.notification_ttl)';
 COMMENT ON COLUMN bis.notifications.subscription_id IS 'The subscription it fulfils';
 COMMENT ON COLUMN bis.notifications.restock_event_id IS 'The restock event that enqueued it';
 COMMENT ON COLUMN bis.notifications.contact_id IS 'The contact to notify';
 COMMENT ON COLUMN bis.notifications.sku IS 'The SKU';
 COMMENT ON COLUMN bis.notifications.channel IS 'email, sms, push or webpush';
 COMMENT ON COLUMN bis.notifications.payload IS 'Snapshot for the message: item, stock, contact, subscription, channel, address, locale';
-COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far';
+COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far: each claim counts one';
 COMMENT ON COLUMN bis.notifications.available_at IS 'When it is due to be claimed';
 COMMENT ON COLUMN bis.notifications.claimed_by IS 'The mailer that holds the lease';
 COMMENT ON COLUMN bis.notifications.claimed_until IS 'When the lease runs out';
 COMMENT ON COLUMN bis.notifications.last_error IS 'The last delivery error';
 COMMENT ON COLUMN bis.notifications.created_at IS 'When it was enqueued';
 COMMENT ON COLUMN bis.notifications.sent_at IS 'When a mailer acknowledged delivery';
+COMMENT ON COLUMN bis.notifications.subject IS 'Subject (email) or title (push), rendered from bis.templates when claimed';
+COMMENT ON COLUMN bis.notifications.body IS 'Plain-text message, rendered from bis.templates when claimed';
+COMMENT ON COLUMN bis.notifications.body_html IS 'HTML message (email), rendered from bis.templates when claimed';
 
 -- pg_dump keeps what the tables hold
 SELECT pg_catalog.pg_extension_config_dump('bis.items', '');
@@ -826,6 +835,315 @@ CREATE EVENT TRIGGER bis_check_tracked_tables ON ddl_command_end
     EXECUTE FUNCTION bis._check_tracked_tables();
 
 SELECT bis.track('bis.stock_levels', locale_column => 'locale', external_id_column => 'external_id');
+
+/*
+ * Templates
+ */
+
+CREATE FUNCTION bis.render(template text, payload jsonb, html boolean DEFAULT false)
+    RETURNS text
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis_render';
+COMMENT ON FUNCTION bis.render(text, jsonb, boolean) IS 'Fills the {{path}} and {{path|fallback}} placeholders of a template from a payload; with html, values are HTML-escaped';
+
+CREATE TABLE bis.templates (
+    kind text NOT NULL DEFAULT 'back_in_stock'
+        CHECK (kind IN ('back_in_stock', 'reminder', 'price_drop')),
+    channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
+    locale text NOT NULL CHECK (locale ~ '^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$'),
+    subject text,
+    body text NOT NULL,
+    body_html text,
+    builtin boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, channel, locale, builtin)
+);
+
+COMMENT ON TABLE bis.templates IS 'Message templates per kind, channel and locale; a row of your own overrides the built-in one with the same key';
+COMMENT ON COLUMN bis.templates.kind IS 'The kind of notification';
+COMMENT ON COLUMN bis.templates.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.templates.locale IS 'Language, or language and region: sv-SE falls back to sv, then to the setting bis.default_locale';
+COMMENT ON COLUMN bis.templates.subject IS 'Subject (email) or title (push and webpush)';
+COMMENT ON COLUMN bis.templates.body IS 'Plain-text body';
+COMMENT ON COLUMN bis.templates.body_html IS 'HTML body (email); values filled in are HTML-escaped';
+COMMENT ON COLUMN bis.templates.builtin IS 'Shipped with bis: cannot be changed, only overridden';
+COMMENT ON COLUMN bis.templates.updated_at IS 'When the template was last changed';
+
+INSERT INTO bis.templates (kind, channel, locale, subject, body, body_html, builtin) VALUES
+('back_in_stock', 'email', 'en',
+ '{{item.title|Your item}} is back in stock',
+ E'Hi {{contact.first_name|there}},\n\n{{item.title|The item you asked about}} is back in stock.\n\n{{item.url}}\n\nYou get this message because you asked to be told when it was back.\n',
+ E'<p>Hi {{contact.first_name|there}},</p>\n<p><a href="{{item.url}}">{{item.title|The item you asked about}}</a> is back in stock.</p>\n<p>You get this message because you asked to be told when it was back.</p>\n',
+ true),
+('back_in_stock', 'sms', 'en', NULL,
+ '{{item.title|Your item}} is back in stock: {{item.url}}', NULL, true),
+('back_in_stock', 'push', 'en', 'Back in stock',
+ '{{item.title|Your item}} is back. Get it before it is gone.', NULL, true),
+('back_in_stock', 'webpush', 'en', 'Back in stock',
+ '{{item.title|Your item}} is back. Get it before it is gone.', NULL, true);
+
+SELECT pg_catalog.pg_extension_config_dump('bis.templates', 'WHERE NOT builtin');
+
+CREATE FUNCTION bis._templates_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF (TG_OP <> 'INSERT' AND OLD.builtin) OR (TG_OP <> 'DELETE' AND NEW.builtin) THEN
+        RAISE EXCEPTION 'built-in templates cannot be changed' USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Insert a template of your own with the same kind, channel and locale: it takes precedence.';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    -- a template that cannot be rendered is refused now, not when a mailer claims
+    PERFORM bis.render(NEW.subject, '{}'), bis.render(NEW.body, '{}'), bis.render(NEW.body_html, '{}', true);
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION bis._templates_check() IS 'Trigger on bis.templates: keeps built-in rows unchanged and refuses templates that cannot be rendered';
+
+CREATE TRIGGER templates_check BEFORE INSERT OR UPDATE OR DELETE ON bis.templates
+    FOR EACH ROW EXECUTE FUNCTION bis._templates_check();
+
+CREATE FUNCTION bis._template(kind text, channel text, locale text, default_locale text)
+    RETURNS bis.templates
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- sv-SE, then sv, then the default locale; your own rows before built-in ones
+    SELECT t.* FROM bis.templates t
+     WHERE t.kind = _template.kind AND t.channel = _template.channel
+       AND lower(t.locale) IN (lower(_template.locale),
+                               lower(split_part(replace(_template.locale, '_', '-'), '-', 1)),
+                               lower(_template.default_locale))
+     ORDER BY CASE lower(t.locale)
+                  WHEN lower(_template.locale) THEN 1
+                  WHEN lower(split_part(replace(_template.locale, '_', '-'), '-', 1)) THEN 2
+                  ELSE 3 END,
+              t.builtin
+     LIMIT 1;
+$$;
+COMMENT ON FUNCTION bis._template(text, text, text, text) IS 'The template for a kind, channel and locale, with the locale fallbacks';
+
+/*
+ * The queue protocol, for mailers
+ */
+
+CREATE FUNCTION bis._queue_settings(OUT notification_ttl interval, OUT max_attempts integer,
+                                    OUT retry_base_delay interval, OUT retry_max_delay interval,
+                                    OUT default_locale text)
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__queue_settings';
+COMMENT ON FUNCTION bis._queue_settings() IS 'The settings the queue uses, typed; calling it loads the library that defines them';
+
+CREATE FUNCTION bis._check_ids(ids bigint[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    missing bigint;
+BEGIN
+    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'notification ids must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT i INTO missing FROM unnest(ids) i
+     WHERE NOT EXISTS (SELECT FROM bis.notifications n WHERE n.id = i) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'notification % does not exist', missing USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_ids(bigint[]) IS 'Raises an error for a NULL id or one that no notification has';
+
+CREATE FUNCTION bis._check_worker(worker text, required boolean) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF worker IS NULL AND required THEN
+        RAISE EXCEPTION 'worker must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Name the mailer process, such as its host name and process id.';
+    END IF;
+    IF worker = '' THEN
+        RAISE EXCEPTION 'worker must not be an empty string' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Name the mailer process, such as its host name and process id.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_worker(text, boolean) IS 'Raises an error for a missing or empty worker name';
+
+CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease interval DEFAULT '5 minutes')
+    RETURNS SETOF bis.notifications
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._queue_settings();
+    ids bigint[];
+    expired integer;
+BEGIN
+    PERFORM bis._check_worker(worker, true);
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The max_rows given is %s.', coalesce(max_rows::text, 'NULL'));
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be a positive interval' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The lease given is %s.', coalesce(lease::text, 'NULL'));
+    END IF;
+
+    LOOP
+        -- rows whose lease ran out, then due pending rows, oldest first; SKIP
+        -- LOCKED: concurrent claims never hand out the same row
+        ids := ARRAY(SELECT n.id FROM bis.notifications n
+                      WHERE n.status = 'claimed' AND n.claimed_until <= now()
+                      ORDER BY n.claimed_until, n.id
+                      LIMIT max_rows FOR UPDATE SKIP LOCKED);
+        IF cardinality(ids) < max_rows THEN
+            ids := ids || ARRAY(SELECT n.id FROM bis.notifications n
+                                 WHERE n.status = 'pending' AND n.available_at <= now()
+                                 ORDER BY n.available_at, n.id
+                                 LIMIT max_rows - cardinality(ids) FOR UPDATE SKIP LOCKED);
+        END IF;
+        IF cardinality(ids) = 0 THEN
+            RETURN;
+        END IF;
+
+        -- past their time to live they are never handed out
+        WITH gone AS (
+            UPDATE bis.notifications n
+               SET status = 'expired', claimed_by = NULL, claimed_until = NULL
+             WHERE n.id = ANY (ids) AND n.created_at < now() - settings.notification_ttl
+            RETURNING 1)
+        SELECT count(*) INTO expired FROM gone;
+
+        RETURN QUERY
+        WITH taken AS (
+            UPDATE bis.notifications n
+               SET status = 'claimed', claimed_by = claim.worker,
+                   claimed_until = now() + claim.lease, attempts = n.attempts + 1,
+                   (subject, body, body_html) =
+                   (SELECT bis.render(t.subject, n.payload), bis.render(t.body, n.payload),
+                           bis.render(t.body_html, n.payload, true)
+                      FROM bis._template(n.kind, n.channel, n.payload->>'locale',
+                                         settings.default_locale) t)
+             WHERE n.id = ANY (ids) AND n.status <> 'expired'
+            RETURNING n.*)
+        SELECT * FROM taken ORDER BY id;
+        -- a batch that had only expired rows: look again
+        EXIT WHEN FOUND OR expired = 0;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis.claim(text, integer, interval) IS 'Hands a mailer up to max_rows due notifications, rendered and leased to worker until now() + lease; rows past bis.notification_ttl become expired instead';
+
+CREATE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer;
+BEGIN
+    PERFORM bis._check_ids(ids);
+    PERFORM bis._check_worker(worker, false);
+    -- with worker, a row another mailer took after this one's lease ran out is not touched
+    WITH sent AS (
+        UPDATE bis.notifications n
+           SET status = 'sent', sent_at = now(), claimed_until = NULL
+         WHERE n.id = ANY (ack.ids) AND n.status = 'claimed'
+           AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
+        RETURNING 1)
+    SELECT count(*) INTO done FROM sent;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.ack(bigint[], text) IS 'Marks claimed notifications sent; with worker, only those whose lease that worker still holds; returns how many';
+
+CREATE FUNCTION bis.fail(id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._queue_settings();
+    n bis.notifications;
+    delay interval;
+BEGIN
+    PERFORM bis._check_ids(ARRAY[fail.id]);
+    PERFORM bis._check_worker(worker, false);
+    IF fail.error IS NULL THEN
+        RAISE EXCEPTION 'error must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass the provider''s answer, or what went wrong.';
+    END IF;
+
+    SELECT * INTO n FROM bis.notifications x WHERE x.id = fail.id FOR UPDATE;
+    -- only a claimed row, and with worker only one that worker holds
+    IF n.status <> 'claimed' OR (fail.worker IS NOT NULL AND n.claimed_by <> fail.worker) THEN
+        RETURN n.status;
+    END IF;
+
+    IF coalesce(fail.retry, true) AND n.attempts < settings.max_attempts THEN
+        -- exponential backoff, with jitter so that a burst of failures spreads out
+        delay := least(settings.retry_base_delay * power(2, n.attempts - 1), settings.retry_max_delay);
+        delay := delay * (0.5 + random() / 2);
+        UPDATE bis.notifications x
+           SET status = 'pending', available_at = now() + delay, last_error = fail.error,
+               claimed_by = NULL, claimed_until = NULL
+         WHERE x.id = fail.id;
+        RETURN 'pending';
+    END IF;
+    UPDATE bis.notifications x
+       SET status = 'dead', last_error = fail.error, claimed_until = NULL
+     WHERE x.id = fail.id;
+    RETURN 'dead';
+END
+$$;
+COMMENT ON FUNCTION bis.fail(bigint, text, boolean, text) IS 'Records a failed delivery: with retry the notification is pending again after a backoff, otherwise or after bis.max_attempts attempts it is dead; returns the new status';
+
+CREATE FUNCTION bis.release(ids bigint[], worker text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer;
+BEGIN
+    PERFORM bis._check_ids(ids);
+    PERFORM bis._check_worker(worker, false);
+    -- not delivered: the claim does not count as an attempt
+    WITH released AS (
+        UPDATE bis.notifications n
+           SET status = 'pending', available_at = now(), attempts = greatest(n.attempts - 1, 0),
+               claimed_by = NULL, claimed_until = NULL
+         WHERE n.id = ANY (release.ids) AND n.status = 'claimed'
+           AND (release.worker IS NULL OR n.claimed_by = release.worker)
+        RETURNING 1)
+    SELECT count(*) INTO done FROM released;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.release(bigint[], text) IS 'Gives claimed notifications back to the queue at once, as a mailer shutting down does; returns how many';
+
+CREATE FUNCTION bis.requeue(ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer;
+BEGIN
+    PERFORM bis._check_ids(ids);
+    WITH requeued AS (
+        UPDATE bis.notifications n
+           SET status = 'pending', available_at = now(), attempts = 0,
+               claimed_by = NULL, claimed_until = NULL
+         WHERE n.id = ANY (requeue.ids) AND n.status IN ('dead', 'expired')
+        RETURNING 1)
+    SELECT count(*) INTO done FROM requeued;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead or expired notifications back in the queue with a fresh count of attempts; returns how many';
 
 /*
  * Privileges: nothing is granted to PUBLIC; see the README's Privileges

@@ -6,7 +6,6 @@ CREATE EXTENSION bis;
 SELECT * FROM bis.tracked_tables;
 -- the settings exist once the library is loaded
 LOAD 'bis';
-SHOW bis.default_threshold;
-SHOW bis.notify;
+SELECT name, setting, unit, context, short_desc FROM pg_settings WHERE name LIKE 'bis.%' ORDER BY name;
 SET bis.default_threshold = 0;
 SET bis.bogus = 1;

@@ -10,8 +10,13 @@
 
 #include <limits.h>
 
+#include "access/htup_details.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "bis.h"
 
@@ -19,6 +24,13 @@ PG_MODULE_MAGIC;
 
 int			bis_default_threshold = 1;
 bool		bis_notify = true;
+static int	bis_notification_ttl = 7 * SECS_PER_DAY;
+static int	bis_max_attempts = 8;
+static int	bis_retry_base_delay = 30;
+static int	bis_retry_max_delay = 6 * SECS_PER_HOUR;
+static char *bis_default_locale = NULL;
+
+PG_FUNCTION_INFO_V1(bis__queue_settings);
 
 void		_PG_init(void);
 
@@ -43,6 +55,51 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("bis.notification_ttl",
+							"Age after which an undelivered notification expires instead of being handed to a mailer.",
+							NULL,
+							&bis_notification_ttl,
+							7 * SECS_PER_DAY, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bis.max_attempts",
+							"Delivery attempts after which a failing notification is dead.",
+							NULL,
+							&bis_max_attempts,
+							8, 1, 1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bis.retry_base_delay",
+							"Delay before the first retry of a failed delivery; it doubles with each attempt.",
+							NULL,
+							&bis_retry_base_delay,
+							30, 0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bis.retry_max_delay",
+							"Longest delay between retries of a failed delivery.",
+							NULL,
+							&bis_retry_max_delay,
+							6 * SECS_PER_HOUR, 0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("bis.default_locale",
+							   "Locale of the templates used when none matches a notification's locale or its language.",
+							   NULL,
+							   &bis_default_locale,
+							   "en",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("bis");
 #else
@@ -50,4 +107,37 @@ _PG_init(void)
 #endif
 
 	bis_trigger_init();
+}
+
+static Datum
+seconds_interval(int seconds)
+{
+	Interval   *result = (Interval *) palloc0(sizeof(Interval));
+
+	result->time = (int64) seconds * USECS_PER_SEC;
+	return IntervalPGetDatum(result);
+}
+
+/*
+ * bis._queue_settings(): the settings the queue's SQL functions use, typed.
+ * Calling it also loads the library, which defines them.
+ */
+Datum
+bis__queue_settings(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	values[0] = seconds_interval(bis_notification_ttl);
+	values[1] = Int32GetDatum(bis_max_attempts);
+	values[2] = seconds_interval(bis_retry_base_delay);
+	values[3] = seconds_interval(bis_retry_max_delay);
+	values[4] = CStringGetTextDatum(bis_default_locale);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
 }

@@ -6,8 +6,8 @@ OBJS = src/bis.o src/trigger.o src/render.o
 DATA = $(wildcard sql/bis--*.sql)
 PGFILEDESC = "bis - back-in-stock notifications"
 
-REGRESS = install thresholds matching subscriptions track errors
-ISOLATION = notify_once concurrent_restock restock_deadlock
+REGRESS = install thresholds matching subscriptions track errors render queue
+ISOLATION = notify_once concurrent_restock restock_deadlock claim
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

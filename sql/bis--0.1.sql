@@ -896,6 +896,7 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         RETURN OLD;
     END IF;
+    PERFORM bis._check_key('locale', NEW.locale);
     -- a template that cannot be rendered is refused now, not when a mailer claims
     PERFORM bis.render(NEW.subject, '{}'), bis.render(NEW.body, '{}'), bis.render(NEW.body_html, '{}', true);
     NEW.updated_at := now();
@@ -1137,13 +1138,13 @@ BEGIN
         UPDATE bis.notifications n
            SET status = 'pending', available_at = now(), attempts = 0,
                claimed_by = NULL, claimed_until = NULL
-         WHERE n.id = ANY (requeue.ids) AND n.status IN ('dead', 'expired')
+         WHERE n.id = ANY (requeue.ids) AND n.status = 'dead'
         RETURNING 1)
     SELECT count(*) INTO done FROM requeued;
     RETURN done;
 END
 $$;
-COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead or expired notifications back in the queue with a fresh count of attempts; returns how many';
+COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead notifications back in the queue with a fresh count of attempts (those past bis.notification_ttl will expire); returns how many';
 
 /*
  * Privileges: nothing is granted to PUBLIC; see the README's Privileges

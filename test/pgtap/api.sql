@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(66);
+SELECT plan(85);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -25,18 +25,27 @@ INSERT INTO api VALUES
    '{tbl,sku_column,quantity_column,locale_column,external_id_column}',
    'tbl regclass, sku_column name DEFAULT ''sku''::name, quantity_column name DEFAULT ''quantity''::name, '
    'locale_column name DEFAULT NULL::name, external_id_column name DEFAULT NULL::name'),
-  ('untrack', '{regclass}', 'void', '{tbl}', 'tbl regclass');
+  ('untrack', '{regclass}', 'void', '{tbl}', 'tbl regclass'),
+  ('claim', '{text,integer,interval}', 'setof bis.notifications', '{worker,max_rows,lease}',
+   'worker text, max_rows integer DEFAULT 100, lease interval DEFAULT ''00:05:00''::interval'),
+  ('ack', '{bigint[],text}', 'integer', '{ids,worker}', 'ids bigint[], worker text DEFAULT NULL::text'),
+  ('fail', '{bigint,text,boolean,text}', 'text', '{id,error,retry,worker}',
+   'id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL::text'),
+  ('release', '{bigint[],text}', 'integer', '{ids,worker}', 'ids bigint[], worker text DEFAULT NULL::text'),
+  ('requeue', '{bigint[]}', 'integer', '{ids}', 'ids bigint[]'),
+  ('render', '{text,jsonb,boolean}', 'text', '{template,payload,html}',
+   'template text, payload jsonb, html boolean DEFAULT false');
 
--- schema, tables, view (1 + 1 + 6 + 1)
+-- schema, tables, view (1 + 1 + 7 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
-                               'restock_events', 'notifications']);
+                               'restock_events', 'notifications', 'templates']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
-                    'restock_events', 'notifications']::name[]) t;
+                    'restock_events', 'notifications', 'templates']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 
--- each public function: exists with these argument types, returns, argument names (9 x 3)
+-- each public function: exists with these argument types, returns, argument names (15 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -63,12 +72,13 @@ SELECT isnt_empty(
   $$SELECT proname FROM pg_proc WHERE pronamespace = 'bis'::regnamespace AND proname ~ '^_'$$,
   'the helpers of bis are named with a leading "_"');
 
--- search_path is pinned (public functions, and every non-C function)
+-- search_path is pinned wherever names are looked up: C functions (bis.render) look up none
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
-     WHERE p.pronamespace = 'bis'::regnamespace
+      JOIN pg_language l ON l.oid = p.prolang
+     WHERE p.pronamespace = 'bis'::regnamespace AND l.lanname <> 'c'
        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
-  'every public function has SET search_path = pg_catalog, pg_temp');
+  'every public SQL and PL/pgSQL function has SET search_path = pg_catalog, pg_temp');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
      WHERE p.pronamespace = 'bis'::regnamespace AND l.lanname <> 'c'
@@ -145,9 +155,14 @@ SELECT is(current_setting('bis.default_threshold'), '1', 'bis.default_threshold 
 SELECT is(current_setting('bis.notify'), 'on', 'bis.notify is on');
 SELECT results_eq(
   $$SELECT name, boot_val, vartype, context FROM pg_settings WHERE name LIKE 'bis.%' ORDER BY name$$,
-  $$VALUES ('bis.default_threshold'::text, '1'::text, 'integer'::text, 'user'::text),
-           ('bis.notify', 'on', 'bool', 'user')$$,
-  'the settings are bis.default_threshold (1) and bis.notify (on), both user-settable');
+  $$VALUES ('bis.default_locale'::text, 'en'::text, 'string'::text, 'superuser'::text),
+           ('bis.default_threshold', '1', 'integer', 'user'),
+           ('bis.max_attempts', '8', 'integer', 'superuser'),
+           ('bis.notification_ttl', '604800', 'integer', 'superuser'),
+           ('bis.notify', 'on', 'bool', 'user'),
+           ('bis.retry_base_delay', '30', 'integer', 'superuser'),
+           ('bis.retry_max_delay', '21600', 'integer', 'superuser')$$,
+  'the settings, their defaults, and who may set them: sessions the stock ones, superusers the queue''s');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -4,7 +4,7 @@
 -- Needs the extensions pgtap and bis already created, bis's tables empty (as after CREATE
 -- EXTENSION); changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(104);
+SELECT plan(113);
 
 -- fixtures: three items (T-5 with a threshold of its own), three contacts, a stock row at 2
 SELECT is(bis.upsert_items('[{"sku": "A-1", "title": "Jacket"}, {"sku": "T-5", "threshold": 5},
@@ -201,6 +201,21 @@ SELECT throws_ok($$SELECT bis._items_changed()$$,
 SELECT throws_ok($$SET bis.default_threshold = 0$$,
   '22023', '0 is outside the valid range for parameter "bis.default_threshold" (1 .. 2147483647)',
   'bis.default_threshold is at least 1');
+
+-- the queue protocol and templates
+SELECT throws_ok($$SELECT * FROM bis.claim(NULL)$$, '22004', 'worker must not be null', 'claim: NULL worker');
+SELECT throws_ok($$SELECT * FROM bis.claim('m', 0)$$, '22023', 'max_rows must be at least 1', 'claim: max_rows 0');
+SELECT throws_ok($$SELECT * FROM bis.claim('m', 1, '-1 second')$$, '22023', 'lease must be a positive interval',
+  'claim: negative lease');
+SELECT throws_ok($$SELECT bis.ack(ARRAY[424242])$$, '22023', 'notification 424242 does not exist', 'ack: unknown id');
+SELECT throws_ok($$SELECT bis.release(NULL)$$, '22004', 'notification ids must not be null', 'release: NULL ids');
+SELECT throws_ok($$SELECT bis.fail(424242, 'x')$$, '22023', 'notification 424242 does not exist', 'fail: unknown id');
+SELECT throws_ok($$SELECT bis.render('{{item.title', '{}')$$, '22023', 'unterminated placeholder in template',
+  'render: unterminated placeholder');
+SELECT throws_ok($$UPDATE bis.templates SET body = 'x' WHERE builtin$$, '42501',
+  'built-in templates cannot be changed', 'templates: built-in rows are protected');
+SELECT throws_ok($$INSERT INTO bis.templates (channel, locale, body) VALUES ('sms', 'sv', '{{a..b}}')$$, '22023',
+  'invalid placeholder "{{a..b}}" in template', 'templates: a template that cannot be rendered is refused');
 
 -- a column bis reads cannot be renamed; a partition is tracked through its parent only
 CREATE TABLE renamed (sku text, quantity int);

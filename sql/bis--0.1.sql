@@ -409,6 +409,7 @@ COMMENT ON FUNCTION bis._check_duplicates(text[], text) IS 'Raises cardinality_v
 
 CREATE FUNCTION bis.upsert_items(items jsonb) RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -481,6 +482,7 @@ CREATE FUNCTION bis.upsert_contact(contact_id text, email text DEFAULT NULL, pho
                                    locale text DEFAULT NULL, time_zone text DEFAULT NULL)
     RETURNS text
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
@@ -523,6 +525,7 @@ CREATE FUNCTION bis.set_stock(sku text, quantity integer, locale text DEFAULT NU
                               external_id text DEFAULT NULL)
     RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 #variable_conflict use_column
@@ -549,6 +552,7 @@ COMMENT ON FUNCTION bis.set_stock(text, integer, text, text) IS 'Sets one stock 
 
 CREATE FUNCTION bis.put_stock_levels(levels jsonb) RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -608,6 +612,7 @@ CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NUL
                               external_id text DEFAULT NULL, channel text DEFAULT 'email')
     RETURNS bigint
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 #variable_conflict use_column
@@ -668,6 +673,7 @@ COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text) IS 'Creates an a
 
 CREATE FUNCTION bis.unsubscribe(subscription_id bigint) RETURNS boolean
     LANGUAGE sql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
     WITH cancelled AS (
@@ -681,6 +687,7 @@ COMMENT ON FUNCTION bis.unsubscribe(bigint) IS 'Cancels an active subscription; 
 
 CREATE FUNCTION bis.contact_subscriptions(contact_id text) RETURNS SETOF bis.subscriptions
     LANGUAGE sql STABLE
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT s.* FROM bis.subscriptions s
@@ -978,6 +985,7 @@ COMMENT ON FUNCTION bis._check_worker(text, boolean) IS 'Raises an error for a m
 CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease interval DEFAULT '5 minutes')
     RETURNS SETOF bis.notifications
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -1042,6 +1050,7 @@ COMMENT ON FUNCTION bis.claim(text, integer, interval) IS 'Hands a mailer up to 
 
 CREATE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -1065,6 +1074,7 @@ COMMENT ON FUNCTION bis.ack(bigint[], text) IS 'Marks claimed notifications sent
 CREATE FUNCTION bis.fail(id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL)
     RETURNS text
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -1105,6 +1115,7 @@ COMMENT ON FUNCTION bis.fail(bigint, text, boolean, text) IS 'Records a failed d
 
 CREATE FUNCTION bis.release(ids bigint[], worker text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
@@ -1128,6 +1139,7 @@ COMMENT ON FUNCTION bis.release(bigint[], text) IS 'Gives claimed notifications 
 
 CREATE FUNCTION bis.requeue(ids bigint[]) RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE

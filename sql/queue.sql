@@ -95,6 +95,20 @@ RESET bis.notification_ttl;
 SELECT bis.requeue(ARRAY[3]) AS requeued;
 SELECT id, status FROM bis.notifications WHERE id = 3;
 
+-- a mailer's role needs EXECUTE on the verbs, and no right on the tables
+CREATE ROLE regress_bis_mailer;
+GRANT USAGE ON SCHEMA bis TO regress_bis_mailer;
+GRANT EXECUTE ON FUNCTION bis.claim(text, int, interval), bis.ack(bigint[], text) TO regress_bis_mailer;
+UPDATE bis.notifications SET status = 'pending', available_at = now(), created_at = now() WHERE id = 3;
+SET ROLE regress_bis_mailer;
+SELECT id, claimed_by FROM bis.claim('mailer-9');
+SELECT bis.ack(ARRAY[3], 'mailer-9') AS acked;
+SELECT count(*) FROM bis.notifications;
+SELECT bis.fail(3, 'no right to this');
+RESET ROLE;
+DROP OWNED BY regress_bis_mailer;
+DROP ROLE regress_bis_mailer;
+
 -- bad arguments
 SELECT * FROM bis.claim(NULL);
 SELECT * FROM bis.claim('');

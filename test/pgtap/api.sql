@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(85);
+SELECT plan(87);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -84,6 +84,19 @@ SELECT is_empty(
      WHERE p.pronamespace = 'bis'::regnamespace AND l.lanname <> 'c'
        AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
   'every SQL and PL/pgSQL function in bis has SET search_path = pg_catalog, pg_temp');
+
+-- the verbs run as the extension's owner, so roles need EXECUTE only; bis.track and
+-- bis.untrack run as the caller, who must own the table
+SELECT is_empty(
+  $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
+     WHERE p.pronamespace = 'bis'::regnamespace AND NOT p.prosecdef
+       AND p.proname NOT IN ('track', 'untrack', 'render')$$,
+  'the public functions but track, untrack and render are SECURITY DEFINER');
+SELECT is_empty(
+  $$SELECT p.oid::regprocedure FROM pg_proc p
+     WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
+       AND p.proname IN ('track', 'untrack', 'render')$$,
+  'track, untrack and render run with the caller''s rights');
 
 -- comments on every table, view, column and function
 SELECT is_empty(

@@ -221,6 +221,11 @@ CREATE FUNCTION bis._stock_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'bis__stock_trigger';
 COMMENT ON FUNCTION bis._stock_trigger() IS 'Row trigger put on inventory tables by bis.track(): records restocks and enqueues notifications';
 
+CREATE FUNCTION bis._crossing(sku text, old_quantity bigint, new_quantity bigint) RETURNS boolean
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__crossing';
+COMMENT ON FUNCTION bis._crossing(text, bigint, bigint) IS 'Whether a change of quantity crosses the SKU''s threshold: the WHEN clause of bis''s triggers';
+
 CREATE FUNCTION bis._items_changed() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'bis__items_changed';
@@ -768,15 +773,17 @@ BEGIN
 
     -- tracking again replaces the triggers, with the columns given now
     PERFORM bis._drop_triggers(tbl);
-    -- only a row whose quantity rose to 1 or more can cross a threshold
+    -- only a row whose quantity crossed its threshold queues a trigger event:
+    -- a fall is sorted out by the first comparison, a rise by bis._crossing
     EXECUTE format('CREATE TRIGGER bis_stock_insert AFTER INSERT ON %s FOR EACH ROW'
-                   ' WHEN (NEW.%I >= 1)'
+                   ' WHEN (NEW.%I >= 1 AND bis._crossing(NEW.%I, NULL, NEW.%I))'
                    ' EXECUTE FUNCTION bis._stock_trigger(%L, %L, %L, %L)',
-                   tbl, quantity_column,
+                   tbl, quantity_column, sku_column, quantity_column,
                    sku_column, quantity_column, coalesce(locale_column, ''),
                    coalesce(external_id_column, ''));
     EXECUTE format('CREATE TRIGGER bis_stock_update AFTER UPDATE OF %I ON %s FOR EACH ROW'
-                   ' WHEN (NEW.%1$I >= 1 AND (OLD.%1$I IS NULL OR NEW.%1$I > OLD.%1$I))'
+                   ' WHEN (NEW.%1$I >= 1 AND (OLD.%1$I IS NULL OR NEW.%1$I > OLD.%1$I)'
+                   '       AND bis._crossing(NEW.%3$I, OLD.%1$I, NEW.%1$I))'
                    ' EXECUTE FUNCTION bis._stock_trigger(%3$L, %1$L, %4$L, %5$L)',
                    quantity_column, tbl,
                    sku_column, coalesce(locale_column, ''), coalesce(external_id_column, ''));
@@ -1162,3 +1169,5 @@ COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead notifications back in th
  * Privileges: nothing is granted to PUBLIC; see the README's Privileges
  */
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA bis FROM PUBLIC;
+-- the WHEN clause of bis's triggers runs as whoever changes the stock
+GRANT EXECUTE ON FUNCTION bis._crossing(text, bigint, bigint) TO PUBLIC;

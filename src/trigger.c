@@ -74,6 +74,7 @@ typedef struct ItemThreshold
 static MemoryContext BisCacheContext = NULL;
 static HTAB *tracked_tables = NULL;
 static HTAB *item_thresholds = NULL;
+static int32 max_item_threshold = 0;	/* the highest in item_thresholds */
 static bool item_thresholds_valid = false;
 static Oid	items_relid = InvalidOid;
 
@@ -172,6 +173,7 @@ static const char thresholds_sql[] =
 "SELECT i.sku, i.threshold FROM bis.items i WHERE i.threshold IS NOT NULL";
 
 PG_FUNCTION_INFO_V1(bis__stock_trigger);
+PG_FUNCTION_INFO_V1(bis__crossing);
 PG_FUNCTION_INFO_V1(bis__items_changed);
 PG_FUNCTION_INFO_V1(bis__check_columns);
 PG_FUNCTION_INFO_V1(bis__enqueued_total);
@@ -427,6 +429,7 @@ load_item_thresholds(void)
 	ctl.hcxt = cache_context();
 	item_thresholds = hash_create("bis item thresholds", 64, &ctl,
 								  HASH_ELEM | BIS_HASH_STRINGS | HASH_CONTEXT);
+	max_item_threshold = 0;
 
 	/* an invalidation that arrives during the load clears this again */
 	item_thresholds_valid = true;
@@ -449,6 +452,7 @@ load_item_thresholds(void)
 
 		it = (ItemThreshold *) hash_search(item_thresholds, sku, HASH_ENTER, NULL);
 		it->threshold = threshold;
+		max_item_threshold = Max(max_item_threshold, threshold);
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -486,27 +490,50 @@ end_as_owner(Oid save_userid, int save_sec_context)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
-/* The threshold of a SKU: the item's own, else bis.default_threshold */
-static int32
-item_threshold(const char *sku, Oid fn_oid)
+/* Make sure the item thresholds are loaded and current */
+static void
+check_item_thresholds(Oid fn_oid)
 {
-	ItemThreshold *it;
+	Oid			save_userid;
+	int			save_sec_context;
 
-	if (strlen(sku) > BIS_SKU_MAXLEN)
-		return bis_default_threshold;	/* cannot be an item */
+	if (item_thresholds_valid)
+		return;
+	begin_as_owner(fn_oid, &save_userid, &save_sec_context);
+	load_item_thresholds();
+	end_as_owner(save_userid, save_sec_context);
+}
 
-	if (!item_thresholds_valid)
+/*
+ * Whether a SKU's quantity going from old_quantity (or from nothing) to
+ * new_quantity crosses its threshold, which is returned in *threshold.
+ * fn_oid is the calling function's, for the owner to read bis.items as.
+ */
+static bool
+crosses(text *sku, bool has_old, int64 old_quantity, int64 new_quantity,
+		Oid fn_oid, int32 *threshold)
+{
+	char		key[BIS_SKU_MAXLEN + 1];
+	int			len = VARSIZE_ANY_EXHDR(sku);
+	ItemThreshold *it = NULL;
+
+	/* every threshold is at least 1, and a crossing is a rise */
+	if (new_quantity < 1 || (has_old && old_quantity >= new_quantity))
+		return false;
+
+	/* nothing can cross from at or above the highest threshold there is */
+	check_item_thresholds(fn_oid);
+	if (has_old && old_quantity >= Max(bis_default_threshold, max_item_threshold))
+		return false;
+
+	if (len <= BIS_SKU_MAXLEN)	/* a longer one cannot be an item */
 	{
-		Oid			save_userid;
-		int			save_sec_context;
-
-		begin_as_owner(fn_oid, &save_userid, &save_sec_context);
-		load_item_thresholds();
-		end_as_owner(save_userid, save_sec_context);
+		memcpy(key, VARDATA_ANY(sku), len);
+		key[len] = '\0';
+		it = (ItemThreshold *) hash_search(item_thresholds, key, HASH_FIND, NULL);
 	}
-
-	it = (ItemThreshold *) hash_search(item_thresholds, sku, HASH_FIND, NULL);
-	return it ? it->threshold : bis_default_threshold;
+	*threshold = it ? it->threshold : bis_default_threshold;
+	return new_quantity >= *threshold && (!has_old || old_quantity < *threshold);
 }
 
 /* Record one crossing and enqueue its notifications; returns how many */
@@ -612,16 +639,10 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	if (oldtuple != NULL)
 		has_old = read_quantity(oldtuple, tupdesc, tt, &old_quantity);
 
-	/* every threshold is at least 1, and a crossing is a rise */
-	if (new_quantity < 1 || (has_old && old_quantity >= new_quantity))
-		return PointerGetDatum(NULL);
-
 	sku = heap_getattr(newtuple, tt->sku_attnum, tupdesc, &sku_null);
-	if (sku_null)
-		return PointerGetDatum(NULL);
-
-	threshold = item_threshold(TextDatumGetCString(sku), fcinfo->flinfo->fn_oid);
-	if (new_quantity < threshold || (has_old && old_quantity >= threshold))
+	if (sku_null ||
+		!crosses(DatumGetTextPP(sku), has_old, old_quantity, new_quantity,
+				 fcinfo->flinfo->fn_oid, &threshold))
 		return PointerGetDatum(NULL);
 
 	locale = read_text(newtuple, tupdesc, tt->locale_attnum, &locale_null);
@@ -646,6 +667,25 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	}
 
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * bis._crossing(sku text, old_quantity bigint, new_quantity bigint): the
+ * trigger's WHEN clause.  A row that rises without crossing (a delivery to a
+ * SKU in stock) is sorted out here, for the cost of a function call, rather
+ * than as a queued trigger event.
+ */
+Datum
+bis__crossing(PG_FUNCTION_ARGS)
+{
+	int32		threshold;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(crosses(PG_GETARG_TEXT_PP(0), !PG_ARGISNULL(1),
+						   PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+						   PG_GETARG_INT64(2), fcinfo->flinfo->fn_oid,
+						   &threshold));
 }
 
 /*

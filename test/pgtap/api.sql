@@ -124,8 +124,9 @@ SELECT is_empty(
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p,
            aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x
-     WHERE p.pronamespace = 'bis'::regnamespace AND x.grantee = 0$$,
-  'no function in bis is executable by PUBLIC');
+     WHERE p.pronamespace = 'bis'::regnamespace AND x.grantee = 0
+       AND p.oid <> 'bis._crossing(text, bigint, bigint)'::regprocedure$$,
+  'no function in bis is executable by PUBLIC but the WHEN clause of its triggers');
 SELECT is_empty(
   $$SELECT c.oid::regclass, x.privilege_type FROM pg_class c,
            aclexplode(coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",

@@ -6,7 +6,7 @@ OBJS = src/bis.o src/trigger.o src/render.o
 DATA = $(wildcard sql/bis--*.sql)
 PGFILEDESC = "bis - back-in-stock notifications"
 
-REGRESS = install thresholds matching subscriptions track errors render queue
+REGRESS = install thresholds matching subscriptions track errors render queue purge
 ISOLATION = notify_once concurrent_restock restock_deadlock claim
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 

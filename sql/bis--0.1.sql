@@ -948,7 +948,7 @@ COMMENT ON FUNCTION bis._template(text, text, text, text) IS 'The template for a
 
 CREATE FUNCTION bis._queue_settings(OUT notification_ttl interval, OUT max_attempts integer,
                                     OUT retry_base_delay interval, OUT retry_max_delay interval,
-                                    OUT default_locale text)
+                                    OUT default_locale text, OUT retention interval)
     LANGUAGE c STABLE
     AS 'MODULE_PATHNAME', 'bis__queue_settings';
 COMMENT ON FUNCTION bis._queue_settings() IS 'The settings the queue uses, typed; calling it loads the library that defines them';
@@ -1164,6 +1164,45 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead notifications back in the queue with a fresh count of attempts (those past bis.notification_ttl will expire); returns how many';
+
+/*
+ * Housekeeping
+ */
+
+CREATE FUNCTION bis.purge(older_than interval DEFAULT NULL)
+    RETURNS TABLE (notifications bigint, subscriptions bigint, restock_events bigint)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cutoff timestamptz := now() - coalesce(older_than, (bis._queue_settings()).retention);
+BEGIN
+    IF older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The older_than given is %s.', older_than);
+    END IF;
+    -- what is finished: delivered, given up, expired; pending and claimed rows stay
+    WITH gone AS (
+        DELETE FROM bis.notifications n
+         WHERE n.status IN ('sent', 'dead', 'expired', 'cancelled')
+           AND coalesce(n.sent_at, n.created_at) < cutoff
+        RETURNING 1)
+    SELECT count(*) INTO notifications FROM gone;
+    WITH gone AS (
+        DELETE FROM bis.subscriptions s
+         WHERE s.status <> 'active'
+           AND coalesce(s.notified_at, s.cancelled_at, s.created_at) < cutoff
+        RETURNING 1)
+    SELECT count(*) INTO subscriptions FROM gone;
+    WITH gone AS (
+        DELETE FROM bis.restock_events e WHERE e.occurred_at < cutoff
+        RETURNING 1)
+    SELECT count(*) INTO restock_events FROM gone;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION bis.purge(interval) IS 'Removes finished notifications, used or cancelled subscriptions and restock events older than older_than (default: the setting bis.retention); returns how many of each';
 
 /*
  * Privileges: nothing is granted to PUBLIC; see the README's Privileges

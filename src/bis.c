@@ -29,6 +29,7 @@ static int	bis_max_attempts = 8;
 static int	bis_retry_base_delay = 30;
 static int	bis_retry_max_delay = 6 * SECS_PER_HOUR;
 static char *bis_default_locale = NULL;
+static int	bis_retention = 30 * SECS_PER_DAY;
 
 PG_FUNCTION_INFO_V1(bis__queue_settings);
 
@@ -100,6 +101,15 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("bis.retention",
+							"Age after which bis.purge() removes finished notifications, used subscriptions and restock events.",
+							NULL,
+							&bis_retention,
+							30 * SECS_PER_DAY, 0, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("bis");
 #else
@@ -126,8 +136,8 @@ Datum
 bis__queue_settings(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -137,6 +147,7 @@ bis__queue_settings(PG_FUNCTION_ARGS)
 	values[2] = seconds_interval(bis_retry_base_delay);
 	values[3] = seconds_interval(bis_retry_max_delay);
 	values[4] = CStringGetTextDatum(bis_default_locale);
+	values[5] = seconds_interval(bis_retention);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));

@@ -30,6 +30,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/hsearch.h"
@@ -40,6 +41,9 @@
 #include "utils/syscache.h"
 
 #include "bis.h"
+
+/* the advisory lock (key pair BIS_NOTIFY_LOCK_KEY, 0) that coalesces wake-ups */
+#define BIS_NOTIFY_LOCK_KEY 0x62697321	/* "bis!" */
 
 /* the longest SKU bis.items accepts */
 #define BIS_SKU_MAXLEN 128
@@ -536,6 +540,23 @@ crosses(text *sku, bool has_old, int64 old_quantity, int64 new_quantity,
 	return new_quantity >= *threshold && (!has_old || old_quantity < *threshold);
 }
 
+/*
+ * Whether this transaction should send the wake-up.  Every NOTIFY takes a
+ * database-wide lock at commit, so concurrent restocks take turns: the one
+ * that gets this advisory lock (held to the end of its transaction) notifies,
+ * and one that finds it taken leaves the wake-up to the holder, which has not
+ * committed yet.  If the holder commits first or rolls back, the mailers'
+ * timer delivers what was not announced.
+ */
+static bool
+notify_turn(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, BIS_NOTIFY_LOCK_KEY, 0, 2);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
 /* Record one crossing and enqueue its notifications; returns how many */
 static int
 restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
@@ -656,14 +677,15 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	if (enqueued > 0)
 	{
 		enqueued_total += enqueued;
-
-		/*
-		 * Async_Notify folds identical notifications of one transaction into
-		 * one, so every crossing sends the same empty payload: the tables
-		 * hold the details, and NOTIFY carries no personal data.
-		 */
-		if (bis_notify)
+		if (bis_notify && notify_turn())
+		{
+			/*
+			 * Async_Notify folds identical notifications of one transaction
+			 * into one, so every crossing sends the same empty payload: the
+			 * tables hold the details, and NOTIFY carries no personal data.
+			 */
 			Async_Notify(BIS_CHANNEL, "");
+		}
 	}
 
 	return PointerGetDatum(NULL);

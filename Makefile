@@ -6,7 +6,7 @@ OBJS = src/bis.o src/trigger.o src/render.o
 DATA = $(wildcard sql/bis--*.sql)
 PGFILEDESC = "bis - back-in-stock notifications"
 
-REGRESS = install thresholds matching subscriptions track errors render queue purge
+REGRESS = install thresholds matching subscriptions track errors render queue purge expansion waves
 ISOLATION = notify_once concurrent_restock restock_deadlock claim
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 
@@ -15,3 +15,9 @@ PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializer
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The benchmark suite: bis against the PL/pgSQL peer, on a throwaway cluster
+# (BIS_BENCH_FULL=1 for the long sizes; see test/bench/run.sh)
+.PHONY: bench
+bench:
+	test/bench/run.sh

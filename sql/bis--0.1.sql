@@ -22,6 +22,8 @@ CREATE TABLE bis.items (
     attributes jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
     threshold integer CHECK (threshold >= 1),
     alerts_enabled boolean NOT NULL DEFAULT true,
+    wave_per_unit integer CHECK (wave_per_unit >= 1),
+    wave_interval interval CHECK (wave_interval > interval '0'),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -42,6 +44,8 @@ COMMENT ON COLUMN bis.items.status IS 'active, draft or archived, as in Shopify'
 COMMENT ON COLUMN bis.items.attributes IS 'Free-form product attributes, a JSON object';
 COMMENT ON COLUMN bis.items.threshold IS 'Quantity at which the SKU is back in stock; NULL: the setting bis.default_threshold';
 COMMENT ON COLUMN bis.items.alerts_enabled IS 'Whether a restock of this SKU notifies its subscribers';
+COMMENT ON COLUMN bis.items.wave_per_unit IS 'Subscribers notified per unit in stock in each wave; NULL: the setting bis.wave_per_unit';
+COMMENT ON COLUMN bis.items.wave_interval IS 'Time between waves; NULL: the setting bis.wave_interval';
 COMMENT ON COLUMN bis.items.created_at IS 'When the item was added';
 COMMENT ON COLUMN bis.items.updated_at IS 'When the item was last changed';
 
@@ -101,8 +105,8 @@ CREATE TABLE bis.subscriptions (
 CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
     (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
     WHERE status = 'active';
--- what a restock matches
-CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, locale, external_id)
+-- what a restock matches, oldest first
+CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, id)
     WHERE status = 'active';
 CREATE INDEX subscriptions_contact_idx ON bis.subscriptions (contact_id, created_at);
 
@@ -131,9 +135,19 @@ CREATE TABLE bis.restock_events (
     matched integer NOT NULL,
     enqueued integer NOT NULL,
     held_back jsonb NOT NULL DEFAULT '{}',
-    occurred_at timestamptz NOT NULL DEFAULT now()
+    occurred_at timestamptz NOT NULL DEFAULT now(),
+    expansion text NOT NULL DEFAULT 'done'
+        CHECK (expansion IN ('expanding', 'waiting', 'done', 'stopped')),
+    max_subscription_id bigint NOT NULL DEFAULT 0,
+    last_subscription_id bigint NOT NULL DEFAULT 0,
+    wave integer NOT NULL DEFAULT 1,
+    wave_quota integer,
+    next_wave_at timestamptz
 );
 CREATE INDEX restock_events_sku_idx ON bis.restock_events (sku, occurred_at);
+-- what bis.expand works on
+CREATE INDEX restock_events_expansion_idx ON bis.restock_events (id)
+    WHERE expansion IN ('expanding', 'waiting');
 
 COMMENT ON TABLE bis.restock_events IS 'One row per threshold crossing: the integration log that says who was told of which restock, and why not';
 COMMENT ON COLUMN bis.restock_events.id IS 'Restock event id';
@@ -144,10 +158,16 @@ COMMENT ON COLUMN bis.restock_events.old_quantity IS 'Quantity before; NULL for 
 COMMENT ON COLUMN bis.restock_events.new_quantity IS 'Quantity after';
 COMMENT ON COLUMN bis.restock_events.threshold IS 'The threshold that was crossed';
 COMMENT ON COLUMN bis.restock_events.source_table IS 'The table whose row crossed';
-COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched';
-COMMENT ON COLUMN bis.restock_events.enqueued IS 'Notifications enqueued';
+COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched, so far';
+COMMENT ON COLUMN bis.restock_events.enqueued IS 'Notifications enqueued, so far';
 COMMENT ON COLUMN bis.restock_events.held_back IS 'Matched subscriptions not notified, by rule: {"alerts_disabled": n}';
 COMMENT ON COLUMN bis.restock_events.occurred_at IS 'Start of the transaction that restocked';
+COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue now), waiting (for the next wave), done, or stopped (sold out before the next wave, or taken over by a later restock)';
+COMMENT ON COLUMN bis.restock_events.max_subscription_id IS 'The newest subscription when it happened: later ones wait for the next restock';
+COMMENT ON COLUMN bis.restock_events.last_subscription_id IS 'How far expansion has got, oldest subscription first';
+COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave';
+COMMENT ON COLUMN bis.restock_events.wave_quota IS 'Notifications the current wave may still enqueue; NULL: no waves';
+COMMENT ON COLUMN bis.restock_events.next_wave_at IS 'When the next wave is due, while waiting';
 
 CREATE TABLE bis.notifications (
     id bigserial PRIMARY KEY,
@@ -215,6 +235,15 @@ SELECT pg_catalog.pg_extension_config_dump('bis.notifications_id_seq', '');
 /*
  * Internal helpers (C and SQL); not for applications
  */
+
+CREATE FUNCTION bis._settings(OUT notification_ttl interval, OUT max_attempts integer,
+                              OUT retry_base_delay interval, OUT retry_max_delay interval,
+                              OUT default_locale text, OUT retention interval,
+                              OUT expand_chunk integer, OUT wave_per_unit integer,
+                              OUT wave_interval interval)
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__settings';
+COMMENT ON FUNCTION bis._settings() IS 'The settings bis''s SQL functions use, typed; calling it loads the library that defines them';
 
 CREATE FUNCTION bis._stock_trigger() RETURNS trigger
     LANGUAGE c
@@ -358,6 +387,18 @@ END
 $$;
 COMMENT ON FUNCTION bis._json_field(jsonb, text, text, bigint) IS 'The field of a batch element, checked to be of JSON type want or null';
 
+CREATE FUNCTION bis._interval(value text) RETURNS interval
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    RETURN value::interval;
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION bis._interval(text) IS 'The text as an interval, or NULL if it is not one';
+
 CREATE FUNCTION bis._check_quantity(quantity numeric, element bigint DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -426,7 +467,8 @@ DECLARE
 BEGIN
     PERFORM bis._check_batch(items,
         ARRAY['sku', 'title', 'url', 'image_url', 'price', 'compare_at_price', 'currency',
-              'category', 'status', 'attributes', 'threshold', 'alerts_enabled'],
+              'category', 'status', 'attributes', 'threshold', 'alerts_enabled',
+              'wave_per_unit', 'wave_interval'],
         ARRAY['sku']);
     PERFORM bis._check_duplicates(
         ARRAY(SELECT format('SKU "%s"', a->>'sku') FROM jsonb_array_elements(items) a), 'SKU');
@@ -443,11 +485,19 @@ BEGIN
                                          format('The %s given is %s.', k, e->k));
             END IF;
         END LOOP;
-        v := bis._json_field(e, 'threshold', 'number', n);
-        IF (v #>> '{}')::numeric < 1 OR (v #>> '{}')::numeric > 2147483647
-           OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
-            PERFORM bis._batch_error(n, format('invalid threshold %s', v),
-                'A threshold is a whole number of at least 1, or null for the setting bis.default_threshold.');
+        FOREACH k IN ARRAY ARRAY['threshold', 'wave_per_unit'] LOOP
+            v := bis._json_field(e, k, 'number', n);
+            IF (v #>> '{}')::numeric < 1 OR (v #>> '{}')::numeric > 2147483647
+               OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+                PERFORM bis._batch_error(n, format('invalid %s %s', k, v),
+                    format('A %s is a whole number of at least 1, or null for the setting bis.%s.',
+                           k, CASE k WHEN 'threshold' THEN 'default_threshold' ELSE k END));
+            END IF;
+        END LOOP;
+        v := bis._json_field(e, 'wave_interval', 'string', n);
+        IF jsonb_typeof(v) = 'string' AND coalesce(bis._interval(v #>> '{}') <= interval '0', true) THEN
+            PERFORM bis._batch_error(n, format('invalid wave_interval %s', v),
+                'A wave interval is a positive interval such as "30 minutes", or null for the setting bis.wave_interval.');
         END IF;
         IF e->>'status' NOT IN ('active', 'draft', 'archived') THEN
             PERFORM bis._batch_error(n, format('invalid status "%s"', e->>'status'),
@@ -456,11 +506,13 @@ BEGIN
 
         -- a field left out keeps its value; a field given as null is cleared
         INSERT INTO bis.items AS i (sku, title, url, image_url, price, compare_at_price, currency,
-                                    category, status, attributes, threshold, alerts_enabled)
+                                    category, status, attributes, threshold, alerts_enabled,
+                                    wave_per_unit, wave_interval)
         VALUES (e->>'sku', e->>'title', e->>'url', e->>'image_url', (e->>'price')::numeric,
                 (e->>'compare_at_price')::numeric, e->>'currency', e->>'category',
                 coalesce(e->>'status', 'active'), coalesce(nullif(e->'attributes', 'null'), '{}'),
-                (e->>'threshold')::numeric::integer, coalesce((e->>'alerts_enabled')::boolean, true))
+                (e->>'threshold')::numeric::integer, coalesce((e->>'alerts_enabled')::boolean, true),
+                (e->>'wave_per_unit')::numeric::integer, (e->>'wave_interval')::interval)
         ON CONFLICT (sku) DO UPDATE SET
             title = CASE WHEN e ? 'title' THEN excluded.title ELSE i.title END,
             url = CASE WHEN e ? 'url' THEN excluded.url ELSE i.url END,
@@ -475,6 +527,10 @@ BEGIN
             threshold = CASE WHEN e ? 'threshold' THEN excluded.threshold ELSE i.threshold END,
             alerts_enabled = CASE WHEN e ? 'alerts_enabled' THEN excluded.alerts_enabled
                                   ELSE i.alerts_enabled END,
+            wave_per_unit = CASE WHEN e ? 'wave_per_unit' THEN excluded.wave_per_unit
+                                 ELSE i.wave_per_unit END,
+            wave_interval = CASE WHEN e ? 'wave_interval' THEN excluded.wave_interval
+                                 ELSE i.wave_interval END,
             updated_at = now();
         done := done + 1;
     END LOOP;
@@ -851,6 +907,226 @@ CREATE EVENT TRIGGER bis_check_tracked_tables ON ddl_command_end
 SELECT bis.track('bis.stock_levels', locale_column => 'locale', external_id_column => 'external_id');
 
 /*
+ * Restocks: matching and expansion
+ */
+
+CREATE FUNCTION bis._matching(sku text, locale text, external_id text, after_id bigint,
+                              upto_id bigint, max_rows integer)
+    RETURNS SETOF bigint
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- Voyado's rules: a locale fires only subscriptions of that locale, an
+    -- external id only those of that external id, neither every one of the SKU
+    SELECT s.id FROM bis.subscriptions s
+     WHERE s.sku = _matching.sku AND s.status = 'active'
+       AND (_matching.locale IS NULL OR s.locale = _matching.locale)
+       AND (_matching.external_id IS NULL OR s.external_id = _matching.external_id)
+       AND s.id > _matching.after_id AND (_matching.upto_id IS NULL OR s.id <= _matching.upto_id)
+     ORDER BY s.id
+     LIMIT _matching.max_rows;
+$$;
+COMMENT ON FUNCTION bis._matching(text, text, text, bigint, bigint, integer) IS 'The active subscriptions a restock of this SKU, locale and external id fires, oldest first';
+
+CREATE FUNCTION bis._expand(ev bis.restock_events, chunk integer) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    take integer := least(chunk, coalesce(ev.wave_quota, chunk));
+    ids bigint[];
+    n integer;
+    more boolean;
+    quota integer;
+BEGIN
+    -- the caller holds the item's row lock: crossings of the SKU take turns
+    ids := ARRAY(SELECT bis._matching(ev.sku, ev.locale, ev.external_id, ev.last_subscription_id,
+                                      ev.max_subscription_id, take));
+    more := cardinality(ids) = take;
+
+    -- a subscription is used and its notification enqueued together: none is
+    -- used without one, and a subscription no longer active is skipped
+    WITH used AS (
+        UPDATE bis.subscriptions s
+           SET status = 'notified', notified_at = now(), restock_event_id = ev.id
+         WHERE s.id = ANY (ids) AND s.status = 'active'
+        RETURNING s.id, s.contact_id, s.channel, s.locale, s.external_id, s.created_at
+    ), ins AS (
+        INSERT INTO bis.notifications
+               (kind, subscription_id, restock_event_id, contact_id, sku, channel, payload)
+        SELECT 'back_in_stock', u.id, ev.id, u.contact_id, ev.sku, u.channel,
+               jsonb_build_object(
+                 'item', jsonb_build_object(
+                   'sku', ev.sku, 'title', i.title, 'url', i.url, 'image_url', i.image_url,
+                   'price', i.price, 'compare_at_price', i.compare_at_price,
+                   'currency', i.currency, 'category', i.category, 'attributes', i.attributes),
+                 'stock', jsonb_build_object(
+                   'quantity', ev.new_quantity, 'locale', ev.locale, 'external_id', ev.external_id),
+                 'contact', jsonb_build_object(
+                   'id', u.contact_id, 'email', c.email, 'phone', c.phone,
+                   'locale', c.locale, 'time_zone', c.time_zone),
+                 'subscription', jsonb_build_object(
+                   'id', u.id, 'locale', u.locale, 'external_id', u.external_id,
+                   'created_at', u.created_at),
+                 'channel', u.channel,
+                 'address', CASE u.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END,
+                 'locale', coalesce(c.locale, u.locale, ev.locale))
+          FROM used u
+          LEFT JOIN bis.items i ON i.sku = ev.sku
+          LEFT JOIN bis.contacts c ON c.contact_id = u.contact_id
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM ins;
+
+    quota := ev.wave_quota - n;
+    UPDATE bis.restock_events e
+       SET matched = e.matched + n, enqueued = e.enqueued + n,
+           last_subscription_id = coalesce(ids[cardinality(ids)], e.last_subscription_id),
+           wave_quota = quota,
+           expansion = CASE WHEN NOT more THEN 'done'
+                            WHEN quota <= 0 THEN 'waiting'
+                            ELSE 'expanding' END,
+           next_wave_at = CASE WHEN more AND quota <= 0
+                               THEN now() + (SELECT coalesce(i.wave_interval, (bis._settings()).wave_interval)
+                                               FROM bis.items i WHERE i.sku = ev.sku) END
+     WHERE e.id = ev.id;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION bis._expand(bis.restock_events, integer) IS 'Enqueues the next chunk of a restock''s notifications, oldest subscription first, and records how far it got';
+
+CREATE FUNCTION bis._restock(sku text, locale text, external_id text, old_quantity bigint,
+                             new_quantity bigint, threshold integer, source_table text)
+    RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    item record;
+    held bigint := 0;
+    ev bis.restock_events;
+BEGIN
+    -- crossings of one SKU take turns on the item's row lock, before they
+    -- touch any subscription (see bis.set_stock)
+    SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif(settings.wave_per_unit, 0)) AS per_unit
+      INTO item FROM bis.items i WHERE i.sku = _restock.sku FOR NO KEY UPDATE;
+    IF NOT FOUND OR NOT item.alerts_enabled THEN
+        -- no item: nobody can have subscribed; alerts off: they wait
+        IF FOUND THEN
+            held := (SELECT count(*) FROM bis._matching(sku, locale, external_id, 0, NULL, NULL));
+        END IF;
+        INSERT INTO bis.restock_events (sku, locale, external_id, old_quantity, new_quantity, threshold,
+                                        source_table, matched, enqueued, held_back)
+        VALUES (sku, locale, external_id, old_quantity, new_quantity, threshold, source_table, held, 0,
+                CASE WHEN held > 0 THEN jsonb_build_object('alerts_disabled', held) ELSE '{}' END);
+        RETURN 0;
+    END IF;
+
+    -- a restock of the same stock still under way is taken over by this one
+    UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL
+     WHERE e.expansion IN ('expanding', 'waiting') AND e.sku = _restock.sku
+       AND e.locale IS NOT DISTINCT FROM _restock.locale
+       AND e.external_id IS NOT DISTINCT FROM _restock.external_id;
+
+    INSERT INTO bis.restock_events AS e
+           (sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,
+            matched, enqueued, expansion, max_subscription_id, wave_quota)
+    VALUES (sku, locale, external_id, old_quantity, new_quantity, threshold, source_table, 0, 0,
+            'expanding', coalesce((SELECT max(s.id) FROM bis.subscriptions s), 0),
+            item.per_unit * new_quantity)
+    RETURNING * INTO ev;
+    -- the first chunk now, the rest after commit (bis.expand, called by bis.claim)
+    RETURN bis._expand(ev, settings.expand_chunk);
+END
+$$;
+COMMENT ON FUNCTION bis._restock(text, text, text, bigint, bigint, integer, text) IS 'Called by the restock trigger for a crossing: records the restock event and enqueues the first chunk of its notifications; returns how many';
+
+CREATE FUNCTION bis._current_stock(source_table text, sku text, locale text, external_id text)
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    source regclass := to_regclass(source_table);
+    t record;
+    quantity bigint;
+BEGIN
+    -- a partition is tracked through its partitioned table
+    SELECT * INTO t FROM bis.tracked_tables tt
+     WHERE tt.tbl = coalesce(pg_partition_root(source), source);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT sum(%I) FROM %s WHERE %I = $1', t.quantity_column, source, t.sku_column)
+         || CASE WHEN t.locale_column IS NULL THEN ''
+                 ELSE format(' AND %I IS NOT DISTINCT FROM $2', t.locale_column) END
+         || CASE WHEN t.external_id_column IS NULL THEN ''
+                 ELSE format(' AND %I IS NOT DISTINCT FROM $3', t.external_id_column) END
+       INTO quantity USING sku, locale, external_id;
+    RETURN quantity;
+END
+$$;
+COMMENT ON FUNCTION bis._current_stock(text, text, text, text) IS 'The quantity now in stock for a restock''s SKU, locale and external id, read from the table that restocked; NULL if it is no longer tracked';
+
+CREATE FUNCTION bis.expand(max_chunks integer DEFAULT 1) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    ev bis.restock_events;
+    after_id bigint := 0;
+    per_unit integer;
+    quantity bigint;
+    total integer := 0;
+BEGIN
+    IF max_chunks IS NULL OR max_chunks < 1 THEN
+        RAISE EXCEPTION 'max_chunks must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR chunk IN 1..max_chunks LOOP
+        -- the oldest restock with work due, until it is done; SKIP LOCKED:
+        -- concurrent callers work on different restocks
+        SELECT e.* INTO ev FROM bis.restock_events e
+         WHERE (e.expansion = 'expanding' OR (e.expansion = 'waiting' AND e.next_wave_at <= now()))
+           AND e.id >= after_id
+         ORDER BY e.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
+        after_id := ev.id;
+
+        -- take the SKU's turn, but never wait for it: a restock of it in
+        -- flight waits for this restock event's row, which we hold
+        SELECT coalesce(i.wave_per_unit, nullif(settings.wave_per_unit, 0)) INTO per_unit
+          FROM bis.items i WHERE i.sku = ev.sku FOR NO KEY UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            after_id := ev.id + 1;
+            CONTINUE;
+        END IF;
+
+        IF ev.expansion = 'waiting' THEN
+            -- a later wave only while the SKU is still in stock; sold out, the
+            -- rest of its subscriptions wait for the next restock
+            quantity := bis._current_stock(ev.source_table, ev.sku, ev.locale, ev.external_id);
+            IF quantity IS NULL OR quantity < ev.threshold THEN
+                UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL
+                 WHERE e.id = ev.id;
+                CONTINUE;
+            END IF;
+            UPDATE bis.restock_events e
+               SET wave = e.wave + 1, wave_quota = per_unit * quantity, expansion = 'expanding',
+                   next_wave_at = NULL
+             WHERE e.id = ev.id
+            RETURNING * INTO ev;
+        END IF;
+        total := total + bis._expand(ev, settings.expand_chunk);
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION bis.expand(integer) IS 'Enqueues up to max_chunks chunks of the restocks still expanding or due for their next wave; bis.claim calls it, and so may a scheduler; returns how many notifications it enqueued';
+
+/*
  * Templates
  */
 
@@ -946,13 +1222,6 @@ COMMENT ON FUNCTION bis._template(text, text, text, text) IS 'The template for a
  * The queue protocol, for mailers
  */
 
-CREATE FUNCTION bis._queue_settings(OUT notification_ttl interval, OUT max_attempts integer,
-                                    OUT retry_base_delay interval, OUT retry_max_delay interval,
-                                    OUT default_locale text, OUT retention interval)
-    LANGUAGE c STABLE
-    AS 'MODULE_PATHNAME', 'bis__queue_settings';
-COMMENT ON FUNCTION bis._queue_settings() IS 'The settings the queue uses, typed; calling it loads the library that defines them';
-
 CREATE FUNCTION bis._check_ids(ids bigint[]) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -996,7 +1265,7 @@ CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease inter
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    settings record := bis._queue_settings();
+    settings record := bis._settings();
     ids bigint[];
     expired integer;
 BEGIN
@@ -1009,6 +1278,9 @@ BEGIN
         RAISE EXCEPTION 'lease must be a positive interval' USING ERRCODE = 'invalid_parameter_value',
             DETAIL = format('The lease given is %s.', coalesce(lease::text, 'NULL'));
     END IF;
+
+    -- large restocks and later waves are expanded by the mailers that drain them
+    PERFORM bis.expand(1);
 
     LOOP
         -- rows whose lease ran out, then due pending rows, oldest first; SKIP
@@ -1085,7 +1357,7 @@ CREATE FUNCTION bis.fail(id bigint, error text, retry boolean DEFAULT true, work
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    settings record := bis._queue_settings();
+    settings record := bis._settings();
     n bis.notifications;
     delay interval;
 BEGIN
@@ -1176,7 +1448,7 @@ CREATE FUNCTION bis.purge(older_than interval DEFAULT NULL)
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    cutoff timestamptz := now() - coalesce(older_than, (bis._queue_settings()).retention);
+    cutoff timestamptz := now() - coalesce(older_than, (bis._settings()).retention);
 BEGIN
     IF older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must not be negative' USING ERRCODE = 'invalid_parameter_value',
@@ -1196,7 +1468,8 @@ BEGIN
         RETURNING 1)
     SELECT count(*) INTO subscriptions FROM gone;
     WITH gone AS (
-        DELETE FROM bis.restock_events e WHERE e.occurred_at < cutoff
+        DELETE FROM bis.restock_events e
+         WHERE e.occurred_at < cutoff AND e.expansion IN ('done', 'stopped')
         RETURNING 1)
     SELECT count(*) INTO restock_events FROM gone;
     RETURN NEXT;

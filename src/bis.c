@@ -30,8 +30,11 @@ static int	bis_retry_base_delay = 30;
 static int	bis_retry_max_delay = 6 * SECS_PER_HOUR;
 static char *bis_default_locale = NULL;
 static int	bis_retention = 30 * SECS_PER_DAY;
+static int	bis_expand_chunk = 1000;
+static int	bis_wave_per_unit = 0;
+static int	bis_wave_interval = SECS_PER_HOUR;
 
-PG_FUNCTION_INFO_V1(bis__queue_settings);
+PG_FUNCTION_INFO_V1(bis__settings);
 
 void		_PG_init(void);
 
@@ -110,6 +113,33 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("bis.expand_chunk",
+							"Most notifications a restock enqueues in one transaction; larger fan-outs are expanded in chunks after it commits.",
+							NULL,
+							&bis_expand_chunk,
+							1000, 1, 1000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bis.wave_per_unit",
+							"Subscribers notified per unit in stock in each wave of a restock; 0 notifies them all at once.",
+							"Items can set their own with wave_per_unit.",
+							&bis_wave_per_unit,
+							0, 0, 1000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bis.wave_interval",
+							"Time between the waves of a restock.",
+							"Items can set their own with wave_interval.",
+							&bis_wave_interval,
+							SECS_PER_HOUR, 1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("bis");
 #else
@@ -129,15 +159,15 @@ seconds_interval(int seconds)
 }
 
 /*
- * bis._queue_settings(): the settings the queue's SQL functions use, typed.
- * Calling it also loads the library, which defines them.
+ * bis._settings(): the settings bis's SQL functions use, typed.  Calling it
+ * also loads the library, which defines them.
  */
 Datum
-bis__queue_settings(PG_FUNCTION_ARGS)
+bis__settings(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
+	Datum		values[9];
+	bool		nulls[9] = {0};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -148,6 +178,9 @@ bis__queue_settings(PG_FUNCTION_ARGS)
 	values[3] = seconds_interval(bis_retry_max_delay);
 	values[4] = CStringGetTextDatum(bis_default_locale);
 	values[5] = seconds_interval(bis_retention);
+	values[6] = Int32GetDatum(bis_expand_chunk);
+	values[7] = Int32GetDatum(bis_wave_per_unit);
+	values[8] = seconds_interval(bis_wave_interval);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));

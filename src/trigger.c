@@ -92,86 +92,12 @@ static const Oid text_types[] = {TEXTOID, VARCHAROID, InvalidOid};
 static const Oid quantity_types[] = {INT2OID, INT4OID, INT8OID, InvalidOid};
 
 /*
- * The subscriptions a crossing fires, by Voyado's rules: a crossing with a
- * locale fires only subscriptions of that locale, one with an external_id
- * only those of that external_id, one with neither every subscription of the
- * SKU.
- */
-#define MATCHING_SUBSCRIPTIONS \
-	" s.sku OPERATOR(pg_catalog.=) $1" \
-	"   AND s.status OPERATOR(pg_catalog.=) 'active'" \
-	"   AND ($2 IS NULL OR s.locale OPERATOR(pg_catalog.=) $2)" \
-	"   AND ($3 IS NULL OR s.external_id OPERATOR(pg_catalog.=) $3)"
-
-/*
- * One crossing, in one statement: $1 sku, $2 locale, $3 external_id,
- * $4 old quantity (NULL for a new row), $5 new quantity, $6 threshold,
- * $7 source table.  Marking a subscription notified and enqueueing its
- * notification happen together, so no subscription is used without one.
- * Crossings of one SKU take turns on the item's row lock before they touch
- * any subscription (two that locked subscriptions in different orders could
- * deadlock); the later one then finds the subscriptions the earlier one used
- * no longer active, and skips them.  The lock does not conflict with the key
- * share lock a concurrent subscribe takes.  Every name is qualified: the
- * statement runs under the search_path of whoever changed the stock.
+ * A crossing: $1 sku, $2 locale, $3 external_id, $4 old quantity (NULL for a
+ * new row), $5 new quantity, $6 threshold, $7 source table.  bis._restock
+ * records the restock event and enqueues the first chunk of notifications.
  */
 static const char restock_sql[] =
-"WITH ev AS ("
-"  SELECT pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass) AS id"
-"), item AS ("
-"  SELECT i.alerts_enabled,"
-"         pg_catalog.jsonb_build_object("
-"           'sku', i.sku, 'title', i.title, 'url', i.url,"
-"           'image_url', i.image_url, 'price', i.price,"
-"           'compare_at_price', i.compare_at_price, 'currency', i.currency,"
-"           'category', i.category, 'attributes', i.attributes) AS doc"
-"    FROM bis.items i"
-"   WHERE i.sku OPERATOR(pg_catalog.=) $1"
-"     FOR NO KEY UPDATE"
-"), used AS ("
-"  UPDATE bis.subscriptions s"
-"     SET status = 'notified', notified_at = pg_catalog.now(),"
-"         restock_event_id = (SELECT ev.id FROM ev)"
-"   WHERE" MATCHING_SUBSCRIPTIONS
-"     AND (SELECT item.alerts_enabled FROM item)"
-"  RETURNING s.id, s.contact_id, s.channel, s.locale, s.external_id, s.created_at"
-"), ins AS ("
-"  INSERT INTO bis.notifications"
-"         (kind, subscription_id, restock_event_id, contact_id, sku, channel, payload)"
-"  SELECT 'back_in_stock', u.id, ev.id, u.contact_id, $1, u.channel,"
-"         pg_catalog.jsonb_build_object("
-"           'item', item.doc,"
-"           'stock', pg_catalog.jsonb_build_object("
-"             'quantity', $5, 'locale', $2, 'external_id', $3),"
-"           'contact', pg_catalog.jsonb_build_object("
-"             'id', u.contact_id, 'email', c.email, 'phone', c.phone,"
-"             'locale', c.locale, 'time_zone', c.time_zone),"
-"           'subscription', pg_catalog.jsonb_build_object("
-"             'id', u.id, 'locale', u.locale, 'external_id', u.external_id,"
-"             'created_at', u.created_at),"
-"           'channel', u.channel,"
-"           'address', CASE WHEN u.channel OPERATOR(pg_catalog.=) 'email' THEN c.email"
-"                           WHEN u.channel OPERATOR(pg_catalog.=) 'sms' THEN c.phone END,"
-"           'locale', COALESCE(c.locale, u.locale, $2))"
-"    FROM used u CROSS JOIN ev CROSS JOIN item"
-"    LEFT JOIN bis.contacts c ON c.contact_id OPERATOR(pg_catalog.=) u.contact_id"
-"  RETURNING 1"
-"), held AS ("
-"  SELECT CASE WHEN COALESCE((SELECT item.alerts_enabled FROM item), true) THEN 0"
-"              ELSE (SELECT pg_catalog.count(*) FROM bis.subscriptions s"
-"                     WHERE" MATCHING_SUBSCRIPTIONS ") END AS n"
-")"
-" INSERT INTO bis.restock_events"
-"        (id, sku, locale, external_id, old_quantity, new_quantity, threshold,"
-"         source_table, matched, enqueued, held_back)"
-" SELECT ev.id, $1, $2, $3, $4, $5, $6, $7,"
-"        (SELECT pg_catalog.count(*) FROM used) OPERATOR(pg_catalog.+) held.n,"
-"        (SELECT pg_catalog.count(*) FROM ins),"
-"        CASE WHEN held.n OPERATOR(pg_catalog.>) 0"
-"             THEN pg_catalog.jsonb_build_object('alerts_disabled', held.n)"
-"             ELSE '{}'::pg_catalog.jsonb END"
-"   FROM ev CROSS JOIN held"
-" RETURNING enqueued";
+"SELECT bis._restock($1, $2, $3, $4, $5, $6, $7)";
 
 static const char thresholds_sql[] =
 "SELECT i.sku, i.threshold FROM bis.items i WHERE i.threshold IS NOT NULL";
@@ -593,7 +519,7 @@ restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
 	values[6] = CStringGetTextDatum(tt->source);
 
 	ret = SPI_execute_plan(restock_plan, values, nulls, false, 1);
-	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 	enqueued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));

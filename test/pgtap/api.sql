@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(90);
+SELECT plan(93);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -33,6 +33,7 @@ INSERT INTO api VALUES
    'id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL::text'),
   ('release', '{bigint[],text}', 'integer', '{ids,worker}', 'ids bigint[], worker text DEFAULT NULL::text'),
   ('requeue', '{bigint[]}', 'integer', '{ids}', 'ids bigint[]'),
+  ('expand', '{integer}', 'integer', '{max_chunks}', 'max_chunks integer DEFAULT 1'),
   ('purge', '{interval}', 'setof record', '{older_than,notifications,subscriptions,restock_events}',
    'older_than interval DEFAULT NULL::interval'),
   ('render', '{text,jsonb,boolean}', 'text', '{template,payload,html}',
@@ -47,7 +48,7 @@ SELECT has_table('bis', t, format('table bis.%s exists', t))
                     'restock_events', 'notifications', 'templates']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 
--- each public function: exists with these argument types, returns, argument names (16 x 3)
+-- each public function: exists with these argument types, returns, argument names (17 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -173,12 +174,15 @@ SELECT results_eq(
   $$SELECT name, boot_val, vartype, context FROM pg_settings WHERE name LIKE 'bis.%' ORDER BY name$$,
   $$VALUES ('bis.default_locale'::text, 'en'::text, 'string'::text, 'superuser'::text),
            ('bis.default_threshold', '1', 'integer', 'user'),
+           ('bis.expand_chunk', '1000', 'integer', 'superuser'),
            ('bis.max_attempts', '8', 'integer', 'superuser'),
            ('bis.notification_ttl', '604800', 'integer', 'superuser'),
            ('bis.notify', 'on', 'bool', 'user'),
            ('bis.retention', '2592000', 'integer', 'superuser'),
            ('bis.retry_base_delay', '30', 'integer', 'superuser'),
-           ('bis.retry_max_delay', '21600', 'integer', 'superuser')$$,
+           ('bis.retry_max_delay', '21600', 'integer', 'superuser'),
+           ('bis.wave_interval', '3600', 'integer', 'superuser'),
+           ('bis.wave_per_unit', '0', 'integer', 'superuser')$$,
   'the settings, their defaults, and who may set them: sessions the stock ones, superusers the queue''s');
 
 SELECT * FROM finish();

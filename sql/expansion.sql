@@ -1,0 +1,67 @@
+-- Large fan-outs: the stock transaction enqueues one chunk, the rest is expanded after it
+-- commits, by bis.expand (which bis.claim calls), oldest subscription first, each once
+\set SHOW_CONTEXT never
+SET bis.expand_chunk = 3;
+SELECT bis.upsert_items('[{"sku": "A-1", "title": "Anorak"}]');
+SELECT count(bis.upsert_contact('c' || n, email => 'c' || n || '@example.com')) FROM generate_series(1, 12) n;
+SELECT count(bis.subscribe('c' || n, 'A-1')) FROM generate_series(1, 8) n;
+SELECT bis.set_stock('A-1', 0);
+CREATE VIEW progress AS
+SELECT id, expansion, matched, enqueued, last_subscription_id, max_subscription_id
+  FROM bis.restock_events ORDER BY id;
+CREATE VIEW used AS
+SELECT s.id, s.status, s.restock_event_id AS event,
+       (SELECT count(*) FROM bis.notifications n WHERE n.subscription_id = s.id) AS notifications
+  FROM bis.subscriptions s ORDER BY s.id;
+
+-- the restock enqueues the three oldest; the event says how far it got
+SELECT bis.set_stock('A-1', 5) AS enqueued_in_stock_transaction;
+SELECT * FROM progress;
+-- a subscription made after the restock waits for the next one
+SELECT bis.subscribe('c9', 'A-1') AS late_subscription;
+-- bis.expand does the rest, a chunk at a time
+SELECT bis.expand() AS enqueued;
+SELECT * FROM progress;
+SELECT bis.expand(10) AS enqueued;
+SELECT * FROM progress;
+SELECT bis.expand(10) AS nothing_left;
+SELECT * FROM used;
+
+-- mailers drive it: each bis.claim expands a chunk first, then claims
+TRUNCATE bis.notifications, bis.restock_events;
+UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
+SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
+SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
+SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
+SELECT * FROM progress;
+SELECT count(*) FILTER (WHERE status = 'claimed') AS claimed, count(*) AS notifications,
+       count(DISTINCT subscription_id) AS subscriptions
+  FROM bis.notifications;
+
+-- an expansion rolled back (a mailer or the server died) is simply done again
+TRUNCATE bis.notifications, bis.restock_events;
+UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
+BEGIN;
+SELECT bis.expand(1);
+ROLLBACK;
+SELECT * FROM progress;
+SELECT bis.expand(10);
+SELECT * FROM progress;
+SELECT count(*) AS notifications, count(DISTINCT subscription_id) AS subscriptions FROM bis.notifications;
+
+-- a new restock of the same stock takes over one still expanding
+TRUNCATE bis.notifications, bis.restock_events;
+UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
+SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 2);
+SELECT bis.expand(10);
+SELECT * FROM progress;
+SELECT * FROM used;
+
+DROP VIEW progress;
+DROP VIEW used;
+RESET bis.expand_chunk;
+TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
+         bis.contacts, bis.items RESTART IDENTITY;

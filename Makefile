@@ -7,7 +7,7 @@ DATA = $(wildcard sql/bis--*.sql)
 PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track errors render queue purge expansion waves
-ISOLATION = notify_once concurrent_restock restock_deadlock claim
+ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

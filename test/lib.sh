@@ -28,10 +28,17 @@ bis_start_cluster() {
     bindir=$(pg_config --bindir)
     bis_dir=$(mktemp -d /tmp/bis-cluster.XXXXXX)
     "$bindir/initdb" -D "$bis_dir/data" -A trust -U postgres --no-sync >"$bis_dir/initdb.log"
-    "$bindir/pg_ctl" -D "$bis_dir/data" -l "$bis_dir/server.log" -w -s \
-        -o "-k $bis_dir -c listen_addresses='' -p 5432 -c fsync=off -c max_connections=50" start
+    # in the configuration file, so that a restart keeps them
+    cat >>"$bis_dir/data/postgresql.conf" <<CONF
+unix_socket_directories = '$bis_dir'
+listen_addresses = ''
+port = 5432
+fsync = off
+max_connections = 50
+CONF
+    "$bindir/pg_ctl" -D "$bis_dir/data" -l "$bis_dir/server.log" -w -s start
     trap 'pg_ctl_stop' EXIT
-    export PGHOST=$bis_dir PGPORT=5432 PGUSER=postgres PGDATABASE=postgres
+    export PGHOST=$bis_dir PGPORT=5432 PGUSER=postgres PGDATABASE=postgres BIS_PGDATA=$bis_dir/data
 }
 
 pg_ctl_stop() {

@@ -32,6 +32,7 @@ psql -X -q -c "CREATE DATABASE bis_tap" -d postgres
 psql -X -q -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION bis" -d bis_tap
 suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql
 suite "pgbench concurrency" test/concurrency.sh
+suite "crash in the middle of an expansion" test/restart.sh
 
 echo "bis: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -913,18 +913,24 @@ SELECT bis.track('bis.stock_levels', locale_column => 'locale', external_id_colu
 CREATE FUNCTION bis._matching(sku text, locale text, external_id text, after_id bigint,
                               upto_id bigint, max_rows integer)
     RETURNS SETOF bigint
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     AS $$
+BEGIN
     -- Voyado's rules: a locale fires only subscriptions of that locale, an
-    -- external id only those of that external id, neither every one of the SKU
-    SELECT s.id FROM bis.subscriptions s
-     WHERE s.sku = _matching.sku AND s.status = 'active'
-       AND (_matching.locale IS NULL OR s.locale = _matching.locale)
-       AND (_matching.external_id IS NULL OR s.external_id = _matching.external_id)
-       AND s.id > _matching.after_id AND (_matching.upto_id IS NULL OR s.id <= _matching.upto_id)
-     ORDER BY s.id
-     LIMIT _matching.max_rows;
+    -- external id only those of that external id, neither every one of the
+    -- SKU.  EXECUTE plans for the values given: a generic plan cannot tell a
+    -- SKU with five subscribers from one with a million, nor drop the
+    -- conditions whose argument is NULL.
+    RETURN QUERY EXECUTE
+        'SELECT s.id FROM bis.subscriptions s
+          WHERE s.sku = $1 AND s.status = ''active''
+            AND ($2::text IS NULL OR s.locale = $2) AND ($3::text IS NULL OR s.external_id = $3)
+            AND s.id > $4 AND ($5::bigint IS NULL OR s.id <= $5)
+          ORDER BY s.sku, s.id
+          LIMIT $6'
+        USING sku, locale, external_id, after_id, upto_id, max_rows;
+END
 $$;
 COMMENT ON FUNCTION bis._matching(text, text, text, bigint, bigint, integer) IS 'The active subscriptions a restock of this SKU, locale and external id fires, oldest first';
 
@@ -950,6 +956,8 @@ BEGIN
         UPDATE bis.subscriptions s
            SET status = 'notified', notified_at = now(), restock_event_id = ev.id
          WHERE s.id = ANY (ids) AND s.status = 'active'
+           -- the bounds steer the planner to the primary key rather than a full scan
+           AND s.id BETWEEN ids[1] AND ids[cardinality(ids)]
         RETURNING s.id, s.contact_id, s.channel, s.locale, s.external_id, s.created_at
     ), ins AS (
         INSERT INTO bis.notifications
@@ -1267,6 +1275,8 @@ CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease inter
 DECLARE
     settings record := bis._settings();
     ids bigint[];
+    ids_min bigint;
+    ids_max bigint;
     expired integer;
 BEGIN
     PERFORM bis._check_worker(worker, true);
@@ -1298,26 +1308,40 @@ BEGIN
         IF cardinality(ids) = 0 THEN
             RETURN;
         END IF;
+        -- bounds that steer the planner to the primary key rather than a full scan
+        SELECT min(i), max(i) INTO ids_min, ids_max FROM unnest(ids) i;
 
         -- past their time to live they are never handed out
         WITH gone AS (
             UPDATE bis.notifications n
                SET status = 'expired', claimed_by = NULL, claimed_until = NULL
-             WHERE n.id = ANY (ids) AND n.created_at < now() - settings.notification_ttl
+             WHERE n.id = ANY (ids) AND n.id BETWEEN ids_min AND ids_max
+               AND n.created_at < now() - settings.notification_ttl
             RETURNING 1)
         SELECT count(*) INTO expired FROM gone;
 
         RETURN QUERY
-        WITH taken AS (
+        WITH batch AS (
+            SELECT n.id, n.kind, n.channel, n.payload->>'locale' AS locale
+              FROM bis.notifications n
+             WHERE n.id = ANY (ids) AND n.id BETWEEN ids_min AND ids_max AND n.status <> 'expired'
+        ), tpl AS (
+            -- a batch has few kinds, channels and locales: look each up once
+            SELECT k.kind, k.channel, k.locale, t.subject, t.body, t.body_html
+              FROM (SELECT DISTINCT b.kind, b.channel, b.locale FROM batch b) k
+              LEFT JOIN LATERAL bis._template(k.kind, k.channel, k.locale,
+                                              settings.default_locale) t ON true
+        ), taken AS (
             UPDATE bis.notifications n
                SET status = 'claimed', claimed_by = claim.worker,
                    claimed_until = now() + claim.lease, attempts = n.attempts + 1,
-                   (subject, body, body_html) =
-                   (SELECT bis.render(t.subject, n.payload), bis.render(t.body, n.payload),
-                           bis.render(t.body_html, n.payload, true)
-                      FROM bis._template(n.kind, n.channel, n.payload->>'locale',
-                                         settings.default_locale) t)
-             WHERE n.id = ANY (ids) AND n.status <> 'expired'
+                   subject = bis.render(tpl.subject, n.payload),
+                   body = bis.render(tpl.body, n.payload),
+                   body_html = bis.render(tpl.body_html, n.payload, true)
+              FROM batch b
+              JOIN tpl ON tpl.kind = b.kind AND tpl.channel = b.channel
+                      AND tpl.locale IS NOT DISTINCT FROM b.locale
+             WHERE n.id = b.id
             RETURNING n.*)
         SELECT * FROM taken ORDER BY id;
         -- a batch that had only expired rows: look again

@@ -934,7 +934,8 @@ END
 $$;
 COMMENT ON FUNCTION bis._matching(text, text, text, bigint, bigint, integer) IS 'The active subscriptions a restock of this SKU, locale and external id fires, oldest first';
 
-CREATE FUNCTION bis._expand(ev bis.restock_events, chunk integer) RETURNS integer
+CREATE FUNCTION bis._expand(ev bis.restock_events, chunk integer, worker text, lease interval)
+    RETURNS SETOF bis.notifications
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -952,6 +953,7 @@ BEGIN
 
     -- a subscription is used and its notification enqueued together: none is
     -- used without one, and a subscription no longer active is skipped
+    RETURN QUERY
     WITH used AS (
         UPDATE bis.subscriptions s
            SET status = 'notified', notified_at = now(), restock_event_id = ev.id
@@ -959,10 +961,8 @@ BEGIN
            -- the bounds steer the planner to the primary key rather than a full scan
            AND s.id BETWEEN ids[1] AND ids[cardinality(ids)]
         RETURNING s.id, s.contact_id, s.channel, s.locale, s.external_id, s.created_at
-    ), ins AS (
-        INSERT INTO bis.notifications
-               (kind, subscription_id, restock_event_id, contact_id, sku, channel, payload)
-        SELECT 'back_in_stock', u.id, ev.id, u.contact_id, ev.sku, u.channel,
+    ), made AS (
+        SELECT u.id, u.contact_id, u.channel, coalesce(c.locale, u.locale, ev.locale) AS locale,
                jsonb_build_object(
                  'item', jsonb_build_object(
                    'sku', ev.sku, 'title', i.title, 'url', i.url, 'image_url', i.image_url,
@@ -978,13 +978,32 @@ BEGIN
                    'created_at', u.created_at),
                  'channel', u.channel,
                  'address', CASE u.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END,
-                 'locale', coalesce(c.locale, u.locale, ev.locale))
+                 'locale', coalesce(c.locale, u.locale, ev.locale)) AS payload
           FROM used u
           LEFT JOIN bis.items i ON i.sku = ev.sku
           LEFT JOIN bis.contacts c ON c.contact_id = u.contact_id
-        RETURNING 1
+    ), tpl AS (
+        -- for a mailer's claim, rendered as in bis.claim
+        SELECT k.channel, k.locale, t.subject, t.body, t.body_html
+          FROM (SELECT DISTINCT m.channel, m.locale FROM made m WHERE worker IS NOT NULL) k
+          LEFT JOIN LATERAL bis._template('back_in_stock', k.channel, k.locale,
+                                          (bis._settings()).default_locale) t ON true
+    ), ins AS (
+        -- enqueued, or, for a mailer's claim, claimed by it at once
+        INSERT INTO bis.notifications
+               (kind, subscription_id, restock_event_id, contact_id, sku, channel, payload,
+                status, claimed_by, claimed_until, attempts, subject, body, body_html)
+        SELECT 'back_in_stock', m.id, ev.id, m.contact_id, ev.sku, m.channel, m.payload,
+               CASE WHEN worker IS NULL THEN 'pending' ELSE 'claimed' END, worker, now() + lease,
+               CASE WHEN worker IS NULL THEN 0 ELSE 1 END,
+               bis.render(t.subject, m.payload), bis.render(t.body, m.payload),
+               bis.render(t.body_html, m.payload, true)
+          FROM made m
+          LEFT JOIN tpl t ON t.channel = m.channel AND t.locale IS NOT DISTINCT FROM m.locale
+        RETURNING *
     )
-    SELECT count(*) INTO n FROM ins;
+    SELECT * FROM ins ORDER BY id;
+    GET DIAGNOSTICS n = ROW_COUNT;
 
     quota := ev.wave_quota - n;
     UPDATE bis.restock_events e
@@ -998,10 +1017,9 @@ BEGIN
                                THEN now() + (SELECT coalesce(i.wave_interval, (bis._settings()).wave_interval)
                                                FROM bis.items i WHERE i.sku = ev.sku) END
      WHERE e.id = ev.id;
-    RETURN n;
 END
 $$;
-COMMENT ON FUNCTION bis._expand(bis.restock_events, integer) IS 'Enqueues the next chunk of a restock''s notifications, oldest subscription first, and records how far it got';
+COMMENT ON FUNCTION bis._expand(bis.restock_events, integer, text, interval) IS 'Enqueues the next chunk of a restock''s notifications, oldest subscription first, records how far it got, and returns them; with worker, they are claimed by it at once';
 
 CREATE FUNCTION bis._restock(sku text, locale text, external_id text, old_quantity bigint,
                              new_quantity bigint, threshold integer, source_table text)
@@ -1045,7 +1063,7 @@ BEGIN
             item.per_unit * new_quantity)
     RETURNING * INTO ev;
     -- the first chunk now, the rest after commit (bis.expand, called by bis.claim)
-    RETURN bis._expand(ev, settings.expand_chunk);
+    RETURN (SELECT count(*) FROM bis._expand(ev, settings.expand_chunk, NULL, NULL));
 END
 $$;
 COMMENT ON FUNCTION bis._restock(text, text, text, bigint, bigint, integer, text) IS 'Called by the restock trigger for a crossing: records the restock event and enqueues the first chunk of its notifications; returns how many';
@@ -1077,57 +1095,75 @@ END
 $$;
 COMMENT ON FUNCTION bis._current_stock(text, text, text, text) IS 'The quantity now in stock for a restock''s SKU, locale and external id, read from the table that restocked; NULL if it is no longer tracked';
 
+CREATE FUNCTION bis._next_expansion(after_id bigint) RETURNS bis.restock_events
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    ev bis.restock_events;
+    per_unit integer;
+    quantity bigint;
+BEGIN
+    LOOP
+        -- the oldest restock with work due; SKIP LOCKED: concurrent callers
+        -- work on different restocks
+        SELECT e.* INTO ev FROM bis.restock_events e
+         WHERE (e.expansion = 'expanding' OR (e.expansion = 'waiting' AND e.next_wave_at <= now()))
+           AND e.id >= after_id
+         ORDER BY e.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        after_id := ev.id + 1;
+
+        -- take the SKU's turn, but never wait for it: a restock of it in
+        -- flight waits for this restock event's row, which we hold
+        SELECT coalesce(i.wave_per_unit, nullif(settings.wave_per_unit, 0)) INTO per_unit
+          FROM bis.items i WHERE i.sku = ev.sku FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+
+        IF ev.expansion = 'expanding' THEN
+            RETURN ev;
+        END IF;
+        -- a later wave only while the SKU is still in stock; sold out, the
+        -- rest of its subscriptions wait for the next restock
+        quantity := bis._current_stock(ev.source_table, ev.sku, ev.locale, ev.external_id);
+        IF quantity >= ev.threshold THEN
+            UPDATE bis.restock_events e
+               SET wave = e.wave + 1, wave_quota = per_unit * quantity, expansion = 'expanding',
+                   next_wave_at = NULL
+             WHERE e.id = ev.id
+            RETURNING * INTO ev;
+            RETURN ev;
+        END IF;
+        UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL
+         WHERE e.id = ev.id;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._next_expansion(bigint) IS 'Locks the oldest restock (from after_id on) with a chunk or a wave due, starting its next wave if the SKU is still in stock; NULL if there is none';
+
 CREATE FUNCTION bis.expand(max_chunks integer DEFAULT 1) RETURNS integer
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    settings record := bis._settings();
+    chunk integer := (bis._settings()).expand_chunk;
     ev bis.restock_events;
     after_id bigint := 0;
-    per_unit integer;
-    quantity bigint;
     total integer := 0;
 BEGIN
     IF max_chunks IS NULL OR max_chunks < 1 THEN
         RAISE EXCEPTION 'max_chunks must be at least 1' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOR chunk IN 1..max_chunks LOOP
-        -- the oldest restock with work due, until it is done; SKIP LOCKED:
-        -- concurrent callers work on different restocks
-        SELECT e.* INTO ev FROM bis.restock_events e
-         WHERE (e.expansion = 'expanding' OR (e.expansion = 'waiting' AND e.next_wave_at <= now()))
-           AND e.id >= after_id
-         ORDER BY e.id LIMIT 1 FOR UPDATE SKIP LOCKED;
-        EXIT WHEN NOT FOUND;
+    FOR i IN 1..max_chunks LOOP
+        ev := bis._next_expansion(after_id);
+        EXIT WHEN ev.id IS NULL;
+        -- the same restock again next time, until it is done
         after_id := ev.id;
-
-        -- take the SKU's turn, but never wait for it: a restock of it in
-        -- flight waits for this restock event's row, which we hold
-        SELECT coalesce(i.wave_per_unit, nullif(settings.wave_per_unit, 0)) INTO per_unit
-          FROM bis.items i WHERE i.sku = ev.sku FOR NO KEY UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-            after_id := ev.id + 1;
-            CONTINUE;
-        END IF;
-
-        IF ev.expansion = 'waiting' THEN
-            -- a later wave only while the SKU is still in stock; sold out, the
-            -- rest of its subscriptions wait for the next restock
-            quantity := bis._current_stock(ev.source_table, ev.sku, ev.locale, ev.external_id);
-            IF quantity IS NULL OR quantity < ev.threshold THEN
-                UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL
-                 WHERE e.id = ev.id;
-                CONTINUE;
-            END IF;
-            UPDATE bis.restock_events e
-               SET wave = e.wave + 1, wave_quota = per_unit * quantity, expansion = 'expanding',
-                   next_wave_at = NULL
-             WHERE e.id = ev.id
-            RETURNING * INTO ev;
-        END IF;
-        total := total + bis._expand(ev, settings.expand_chunk);
+        total := total + (SELECT count(*) FROM bis._expand(ev, chunk, NULL, NULL));
     END LOOP;
     RETURN total;
 END
@@ -1274,6 +1310,7 @@ CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease inter
     AS $$
 DECLARE
     settings record := bis._settings();
+    ev bis.restock_events;
     ids bigint[];
     ids_min bigint;
     ids_max bigint;
@@ -1289,9 +1326,6 @@ BEGIN
             DETAIL = format('The lease given is %s.', coalesce(lease::text, 'NULL'));
     END IF;
 
-    -- large restocks and later waves are expanded by the mailers that drain them
-    PERFORM bis.expand(1);
-
     LOOP
         -- rows whose lease ran out, then due pending rows, oldest first; SKIP
         -- LOCKED: concurrent claims never hand out the same row
@@ -1306,6 +1340,13 @@ BEGIN
                                  LIMIT max_rows - cardinality(ids) FOR UPDATE SKIP LOCKED);
         END IF;
         IF cardinality(ids) = 0 THEN
+            -- nothing due: large restocks and later waves are expanded by the
+            -- mailers that drain them, straight into this claim
+            ev := bis._next_expansion(0);
+            IF ev.id IS NOT NULL THEN
+                RETURN QUERY SELECT * FROM bis._expand(ev, least(max_rows, settings.expand_chunk),
+                                                       worker, lease);
+            END IF;
             RETURN;
         END IF;
         -- bounds that steer the planner to the primary key rather than a full scan

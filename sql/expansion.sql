@@ -27,13 +27,16 @@ SELECT * FROM progress;
 SELECT bis.expand(10) AS nothing_left;
 SELECT * FROM used;
 
--- mailers drive it: each bis.claim expands a chunk first, then claims
+-- mailers drive it: a bis.claim that finds nothing due expands a chunk straight into
+-- the claim (its rows are claimed as they are enqueued)
 TRUNCATE bis.notifications, bis.restock_events;
 UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
 SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
 SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
 SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
 SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
+SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
+SELECT array_agg(id ORDER BY id) AS nothing_left FROM bis.claim('m', 4);
 SELECT * FROM progress;
 SELECT count(*) FILTER (WHERE status = 'claimed') AS claimed, count(*) AS notifications,
        count(DISTINCT subscription_id) AS subscriptions

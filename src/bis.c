@@ -34,7 +34,6 @@ static int	bis_expand_chunk = 1000;
 static int	bis_wave_per_unit = 0;
 static int	bis_wave_interval = SECS_PER_HOUR;
 
-PG_FUNCTION_INFO_V1(bis__settings);
 
 void		_PG_init(void);
 
@@ -162,6 +161,8 @@ seconds_interval(int seconds)
  * bis._settings(): the settings bis's SQL functions use, typed.  Calling it
  * also loads the library, which defines them.
  */
+PG_FUNCTION_INFO_V1(bis__settings);
+
 Datum
 bis__settings(PG_FUNCTION_ARGS)
 {

@@ -5,17 +5,17 @@
  *
  * bis.track() attaches bis._stock_trigger() to bis.stock_levels and to
  * applications' own inventory tables, AFTER INSERT and AFTER UPDATE OF the
- * quantity column, with WHEN clauses that let through only rows whose
- * quantity rose to 1 or more: no other row can cross a threshold, so most
- * stock updates (sales) never enter this file.  The trigger's arguments name
- * the sku, quantity, locale and external_id columns ('' for an absent one).
+ * quantity column, with WHEN clauses that end in bis._crossing(): only a row
+ * whose quantity crossed its SKU's threshold queues a trigger event, so sales
+ * and deliveries to SKUs in stock never enter the trigger.  The trigger's
+ * arguments name the sku, quantity, locale and external_id columns ('' for an
+ * absent one).
  *
- * The trigger decides in C whether the quantity crossed the SKU's threshold,
- * with the column positions and the per-item thresholds kept in backend-local
- * caches.  Only a crossing runs SQL: one statement, prepared once, that
- * writes the restock event, marks the matching subscriptions notified and
- * enqueues one notification for each.  A transaction that enqueued anything
- * sends NOTIFY bis_notifications at commit, once.
+ * Both decide in C, with the column positions and the per-item thresholds
+ * kept in backend-local caches.  Only a crossing runs SQL: bis._restock(),
+ * through a plan prepared once, writes the restock event and enqueues the
+ * first chunk of notifications.  A transaction that enqueued anything sends
+ * NOTIFY bis_notifications at commit, once, unless a concurrent one will.
  *
  *-------------------------------------------------------------------------
  */
@@ -101,12 +101,6 @@ static const char restock_sql[] =
 
 static const char thresholds_sql[] =
 "SELECT i.sku, i.threshold FROM bis.items i WHERE i.threshold IS NOT NULL";
-
-PG_FUNCTION_INFO_V1(bis__stock_trigger);
-PG_FUNCTION_INFO_V1(bis__crossing);
-PG_FUNCTION_INFO_V1(bis__items_changed);
-PG_FUNCTION_INFO_V1(bis__check_columns);
-PG_FUNCTION_INFO_V1(bis__enqueued_total);
 
 
 /*
@@ -532,6 +526,8 @@ restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
  * bis._stock_trigger(sku_column, quantity_column, locale_column,
  *					  external_id_column)
  */
+PG_FUNCTION_INFO_V1(bis__stock_trigger);
+
 Datum
 bis__stock_trigger(PG_FUNCTION_ARGS)
 {
@@ -623,6 +619,8 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
  * SKU in stock) is sorted out here, for the cost of a function call, rather
  * than as a queued trigger event.
  */
+PG_FUNCTION_INFO_V1(bis__crossing);
+
 Datum
 bis__crossing(PG_FUNCTION_ARGS)
 {
@@ -641,6 +639,8 @@ bis__crossing(PG_FUNCTION_ARGS)
  * cached in every backend; a relcache invalidation of bis.items, sent to all
  * of them at commit, makes them reload.
  */
+PG_FUNCTION_INFO_V1(bis__items_changed);
+
 Datum
 bis__items_changed(PG_FUNCTION_ARGS)
 {
@@ -661,6 +661,8 @@ bis__items_changed(PG_FUNCTION_ARGS)
  *					  external_id_column): raise the error the trigger would
  * raise for these columns, so that bis.track() refuses them up front.
  */
+PG_FUNCTION_INFO_V1(bis__check_columns);
+
 Datum
 bis__check_columns(PG_FUNCTION_ARGS)
 {
@@ -684,6 +686,8 @@ bis__check_columns(PG_FUNCTION_ARGS)
  * bis._enqueued_total(): how many notifications this backend's restocks have
  * enqueued so far.  bis.set_stock() reports the difference it made.
  */
+PG_FUNCTION_INFO_V1(bis__enqueued_total);
+
 Datum
 bis__enqueued_total(PG_FUNCTION_ARGS)
 {

@@ -11,13 +11,34 @@ ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 
 PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+EXTRA_CLEAN = bis-mailer
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The benchmark suite: bis against the PL/pgSQL peer, on a throwaway cluster
+# bis-mailer, the reference mailer: a client program of its own (libpq and
+# libcurl), built with the extension and installed beside pg_config's programs
+MAILER_CFLAGS = -Wall -Wextra -I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags libcurl)
+MAILER_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq $(shell pkg-config --libs libcurl)
+
+all: bis-mailer
+
+bis-mailer: src/bis-mailer.c
+	$(CC) $(CFLAGS) $(MAILER_CFLAGS) -o $@ $< $(LDFLAGS) $(MAILER_LIBS)
+
+install: install-mailer
+uninstall: uninstall-mailer
+.PHONY: install-mailer uninstall-mailer bench
+
+install-mailer: bis-mailer
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) bis-mailer '$(DESTDIR)$(bindir)/bis-mailer'
+
+uninstall-mailer:
+	rm -f '$(DESTDIR)$(bindir)/bis-mailer'
+
+# the benchmark suite: bis against the PL/pgSQL peer, on a throwaway cluster
 # (BIS_BENCH_FULL=1 for the long sizes; see test/bench/run.sh)
-.PHONY: bench
 bench:
 	test/bench/run.sh

@@ -5,7 +5,7 @@ set -euo pipefail
 pg=${PG_MAJOR:-15}
 need=()
 for p in make gcc "postgresql-$pg" "postgresql-server-dev-$pg" "postgresql-$pg-pgtap" \
-         libtap-parser-sourcehandler-pgtap-perl; do
+         libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev pkg-config python3-aiosmtpd; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

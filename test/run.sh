@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: pg_regress, isolation specs, pgTAP and the pgbench
-# concurrency test, against a throwaway cluster.  Run as root on a fresh
+# The whole test suite against a throwaway cluster: pg_regress, isolation
+# specs, pgTAP, the pgbench concurrency test, a crash test and bis-mailer end
+# to end against SMTP and webhook servers on loopback.  Run as root on a fresh
 # Debian 12 machine (it installs what it needs), or as a user who has built
 # and installed bis.
 set -euo pipefail
@@ -33,6 +34,7 @@ psql -X -q -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION bis" -d bis_tap
 suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql
 suite "pgbench concurrency" test/concurrency.sh
 suite "crash in the middle of an expansion" test/restart.sh
+suite "bis-mailer end to end" test/mailer.sh
 
 echo "bis: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

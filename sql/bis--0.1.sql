@@ -553,10 +553,10 @@ BEGIN
     IF upsert_contact.contact_id = '' THEN
         RAISE EXCEPTION 'contact_id must not be an empty string' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF upsert_contact.email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+    IF upsert_contact.email !~ '^[^][@[:space:][:cntrl:]<>(),;:"\\]+@[^][@[:space:][:cntrl:]<>(),;:"\\]+$' THEN
         RAISE EXCEPTION 'invalid email address "%"', upsert_contact.email
             USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = 'An email address has one "@" and no spaces.';
+            DETAIL = 'An email address has one "@", and no spaces, quotes, brackets, commas, colons or semicolons.';
     END IF;
     IF upsert_contact.phone !~ '^\+?[0-9][0-9 ()-]{2,30}$' THEN
         RAISE EXCEPTION 'invalid phone number "%"', upsert_contact.phone
@@ -679,6 +679,7 @@ CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NUL
 #variable_conflict use_column
 DECLARE
     sid bigint;
+    contact record;
 BEGIN
     IF subscribe.contact_id IS NULL THEN
         RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -691,10 +692,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'The channels are email, sms, push and webpush.';
     END IF;
-    IF NOT EXISTS (SELECT FROM bis.contacts c WHERE c.contact_id = subscribe.contact_id) THEN
+    SELECT c.email, c.phone INTO contact FROM bis.contacts c WHERE c.contact_id = subscribe.contact_id;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'contact "%" does not exist', subscribe.contact_id
             USING ERRCODE = 'foreign_key_violation',
             HINT = format('Create it first with bis.upsert_contact(%L, email => ...).', subscribe.contact_id);
+    END IF;
+    -- a message that could not be addressed would only die in the mailer
+    IF (subscribe.channel = 'email' AND contact.email IS NULL)
+       OR (subscribe.channel = 'sms' AND contact.phone IS NULL) THEN
+        RAISE EXCEPTION 'contact "%" has no %', subscribe.contact_id,
+              CASE subscribe.channel WHEN 'email' THEN 'email address' ELSE 'phone number' END
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Give it one with bis.upsert_contact(%L, %s => ...), or subscribe on another channel.',
+                          subscribe.contact_id, CASE subscribe.channel WHEN 'email' THEN 'email' ELSE 'phone' END);
     END IF;
     IF NOT EXISTS (SELECT FROM bis.items i WHERE i.sku = subscribe.sku) THEN
         RAISE EXCEPTION 'item "%" does not exist', subscribe.sku

@@ -50,6 +50,7 @@ SELECT count(*) AS stock_levels FROM bis.stock_levels;
 -- contacts
 SELECT bis.upsert_contact(NULL);
 SELECT bis.upsert_contact('bob', email => 'bob at example.com');
+SELECT bis.upsert_contact('bob', email => 'Bob <bob@example.com>');
 SELECT bis.upsert_contact('bob', phone => 'call me');
 SELECT bis.upsert_contact('bob', time_zone => 'Mars/Olympus');
 SELECT bis.upsert_contact('bob', locale => 'xx_yy_zz_!');
@@ -59,6 +60,8 @@ SELECT bis.subscribe('nobody', 'A-1');
 SELECT bis.subscribe('ann', 'Z-9');
 SELECT bis.subscribe('ann', 'A-1', channel => 'fax');
 SELECT bis.subscribe('ann', 'A-1', external_id => '');
+-- a channel the contact has no address for
+SELECT bis.subscribe('ann', 'A-1', channel => 'sms');
 SELECT count(*) AS subscriptions FROM bis.subscriptions;
 
 -- tracking: columns that are missing or of the wrong type, objects that are not tables

@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# A restock reaching a mailer: a throwaway cluster, a catalog, three shoppers
-# waiting for a jacket, a mailer listening, and the restock that wakes it.
-# Run as root on a fresh Debian 12 machine (it installs what it needs).
+# A restock reaching a mailer: a throwaway cluster, a catalog, shoppers
+# waiting for a jacket, bis-mailer running against an SMTP server on loopback
+# (aiosmtpd, writing a Maildir) and a webhook receiver for SMS, then the
+# restock, and the email it produced.  Run as root on a fresh Debian 12
+# machine (it installs what it needs).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bis_become_unprivileged "$@"
 cd "$bis_root"
 bis_start_cluster
 
+py=/usr/bin/python3
+work=$(mktemp -d /tmp/bis-demo.XXXXXX)
+pids=()
+stop_all() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+    pg_ctl_stop
+}
+trap stop_all EXIT
+
 sql() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 say() { printf '\n== %s\n' "$*"; }
+free_port() { $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() {                    # wait_for SECONDS COMMAND...
+    local i tries=$(($1 * 10))
+    shift
+    for i in $(seq 1 "$tries"); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 say "A shop's catalog, three shoppers waiting for the jacket, sold out in both markets"
 sql -e <<'SQL'
@@ -26,23 +52,52 @@ SELECT bis.set_stock('JKT-42', 0, locale => 'sv-SE');
 SELECT bis.set_stock('JKT-42', 0, locale => 'en-US');
 SQL
 
-say "A mailer LISTENs on bis_notifications while the Swedish warehouse restocks 12 jackets"
-listener_out=$(mktemp)
-psql -X -c "LISTEN bis_notifications" -c "SELECT pg_sleep(2) AS mailer_waits" >"$listener_out" &
-listener=$!
-sleep 0.5
-sql -e -c "SELECT bis.set_stock('JKT-42', 12, locale => 'sv-SE') AS notifications_enqueued"
-wait "$listener"
-say "What the mailer saw"
-cat "$listener_out"
-rm -f "$listener_out"
+say "An SMTP server and an SMS webhook on loopback, and bis-mailer listening"
+mkdir -p "$work"/maildir/{tmp,new,cur}
+smtp_port=$(free_port)
+hook_port=$(free_port)
+$py -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$work/maildir" \
+    >"$work/smtpd.log" 2>&1 &
+pids+=($!)
+$py test/webhook_receiver.py --port "$hook_port" --log "$work/webhook.jsonl" >"$work/webhook.out" 2>&1 &
+pids+=($!)
+smtp_up() { $py -c "import socket; socket.create_connection(('127.0.0.1', $smtp_port), 0.2)" 2>/dev/null; }
+wait_for 10 smtp_up || { cat "$work/smtpd.log"; exit 1; }
+mailer=$(pg_config --bindir)/bis-mailer
+"$mailer" --dbname "dbname=$PGDATABASE" --smtp "smtp://127.0.0.1:$smtp_port" \
+    --from "Shop <shop@shop.example>" --webhook "http://127.0.0.1:$hook_port/sms" \
+    --worker demo-mailer --poll 60 2>"$work/mailer.log" &
+pids+=($!)
+sleep 1
+echo "bis-mailer --smtp smtp://127.0.0.1:$smtp_port --webhook http://127.0.0.1:$hook_port/sms"
 
-say "The restock event, and the notifications waiting for the mailer"
-sql -x -c "SELECT id, sku, locale, old_quantity, new_quantity, threshold, matched, enqueued
-             FROM bis.restock_events"
-sql -c "SELECT id, contact_id, channel, status, payload->>'address' AS address,
-               payload->'item'->>'title' AS title, payload->'stock'->>'quantity' AS quantity
+say "The Swedish warehouse restocks 12 jackets"
+sql -e -c "SELECT bis.set_stock('JKT-42', 12, locale => 'sv-SE') AS notifications_enqueued"
+delivered() { [ "$(psql -X -At -c "SELECT count(*) FROM bis.notifications WHERE status = 'sent'")" = 2 ]; }
+wait_for 10 delivered || echo "(not delivered within 10 s)"
+
+say "What bis-mailer did"
+cat "$work/mailer.log"
+
+say "The email in the Maildir"
+for f in "$work"/maildir/new/*; do
+    sed -n '1,/^$/p' "$f" | grep -E '^(From|To|Subject|Message-ID|Date|Content-Type):'
+    echo
+    # the plain-text part
+    awk '/^Content-Type: text\/plain/{p=1; next} p && /^--/{exit} p' "$f" | sed '1,/^$/d' | head -12
+done
+
+say "The SMS, as the webhook received it"
+$py -c '
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    body = json.loads(r["body"])
+    print("Idempotency-Key:", r["headers"].get("Idempotency-Key"), "|", body["address"], "|", body["body"])
+' "$work/webhook.jsonl"
+
+say "The restock event and the queue"
+sql -c "SELECT id, sku, locale, old_quantity, new_quantity, matched, enqueued, expansion
+          FROM bis.restock_events"
+sql -c "SELECT id, contact_id, channel, status, attempts, claimed_by, sent_at IS NOT NULL AS sent
           FROM bis.notifications ORDER BY id"
-say "eve waits for the en-US market; its restock notifies her"
-sql -e -c "SELECT bis.set_stock('JKT-42', 3, locale => 'en-US') AS notifications_enqueued"
-sql -c "SELECT s.contact_id, s.locale, s.status FROM bis.subscriptions s ORDER BY s.id"

@@ -992,7 +992,10 @@ BEGIN
                  'locale', coalesce(c.locale, u.locale, ev.locale)) AS payload
           FROM used u
           LEFT JOIN bis.items i ON i.sku = ev.sku
-          LEFT JOIN bis.contacts c ON c.contact_id = u.contact_id
+          -- a probe per row (OFFSET 0 keeps it a subquery): a hash join would
+          -- read every contact for a chunk the planner overestimates
+          LEFT JOIN LATERAL (SELECT c.* FROM bis.contacts c
+                              WHERE c.contact_id = u.contact_id OFFSET 0) c ON true
     ), tpl AS (
         -- for a mailer's claim, rendered as in bis.claim
         SELECT k.channel, k.locale, t.subject, t.body, t.body_html

@@ -1182,7 +1182,7 @@ BEGIN
     RETURN total;
 END
 $$;
-COMMENT ON FUNCTION bis.expand(integer) IS 'Enqueues up to max_chunks chunks of the restocks still expanding or due for their next wave; bis.claim calls it, and so may a scheduler; returns how many notifications it enqueued';
+COMMENT ON FUNCTION bis.expand(integer) IS 'Enqueues up to max_chunks chunks of the restocks still expanding or due for their next wave, as a bis.claim that finds nothing due does; for schedulers; returns how many notifications it enqueued';
 
 /*
  * Templates

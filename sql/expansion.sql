@@ -1,5 +1,5 @@
 -- Large fan-outs: the stock transaction enqueues one chunk, the rest is expanded after it
--- commits, by bis.expand (which bis.claim calls), oldest subscription first, each once
+-- commits, by bis.expand or a bis.claim that finds nothing due, oldest subscription first, each once
 \set SHOW_CONTEXT never
 SET bis.expand_chunk = 3;
 SELECT bis.upsert_items('[{"sku": "A-1", "title": "Anorak"}]');

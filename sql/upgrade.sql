@@ -1,0 +1,48 @@
+-- 0.1 -> 0.2: a database with a restock half expanded under 0.1 goes on under 0.2
+\set SHOW_CONTEXT never
+DROP EXTENSION bis CASCADE;
+CREATE EXTENSION bis VERSION '0.1';
+SET bis.expand_chunk = 2;
+SELECT bis.upsert_items('[{"sku": "U-1", "title": "Umbrella"}]');
+SELECT count(bis.upsert_contact('u' || n, email => 'u' || n || '@example.com')) FROM generate_series(1, 7) n;
+SELECT count(bis.subscribe('u' || n, 'U-1')) FROM generate_series(1, 5) n;
+SELECT count(bis.subscribe('u' || n, 'U-1', locale => 'sv-SE')) FROM generate_series(6, 7) n;
+SELECT bis.set_stock('U-1', 0);
+SELECT bis.set_stock('U-1', 3) AS enqueued_under_0_1;
+SELECT expansion, matched, enqueued, last_subscription_id FROM bis.restock_events;
+
+ALTER EXTENSION bis UPDATE TO '0.2';
+SELECT extversion FROM pg_extension WHERE extname = 'bis';
+-- bis._matching is now in C; still not for PUBLIC
+SELECT l.lanname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_call
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = 'bis._matching(text, text, text, bigint, bigint, integer)'::regprocedure;
+SELECT * FROM bis._matching('U-1', NULL, NULL, 0, NULL, NULL);
+SELECT * FROM bis._matching('U-1', 'sv-SE', NULL, 0, NULL, 1);
+SELECT * FROM bis._matching('U-1', NULL, NULL, 3, 4, NULL);
+SELECT count(*) AS none FROM bis._matching('NO-SUCH-SKU', NULL, NULL, 0, NULL, NULL);
+
+-- the expansion begun under 0.1 finishes under 0.2, each subscription once
+SELECT bis.expand(10) AS enqueued_under_0_2;
+SELECT expansion, matched, enqueued, last_subscription_id FROM bis.restock_events;
+SELECT s.id, s.status, count(n.id) AS notifications
+  FROM bis.subscriptions s LEFT JOIN bis.notifications n ON n.subscription_id = s.id
+ GROUP BY s.id ORDER BY s.id;
+-- the payloads built under 0.2, in two parts, have the keys and the shared
+-- part of the ones built under 0.1 (the first two)
+SELECT n.id, n.payload->'item' = first.payload->'item' AND n.payload->'stock' = first.payload->'stock'
+       AS same_shared_part,
+       ARRAY(SELECT jsonb_object_keys(n.payload)) = ARRAY(SELECT jsonb_object_keys(first.payload))
+       AS same_keys,
+       n.payload->'contact'->>'email' AS email, n.payload->'subscription'->>'id' AS subscription
+  FROM bis.notifications n, (SELECT payload FROM bis.notifications ORDER BY id LIMIT 1) first
+ ORDER BY n.id;
+
+-- a Swedish restock after the upgrade fires only the Swedish subscriptions
+SELECT count(bis.subscribe('u' || n, 'U-1', locale => 'sv-SE')) FROM generate_series(6, 7) n;
+SELECT bis.subscribe('u1', 'U-1') > 0 AS english_subscription;
+SELECT bis.set_stock('U-1', 0, locale => 'sv-SE');
+SELECT bis.set_stock('U-1', 2, locale => 'sv-SE') AS swedish_enqueued;
+SELECT bis.expand(10) AS swedish_rest;
+SELECT s.contact_id, s.locale, s.status FROM bis.subscriptions s WHERE s.id > 7 ORDER BY s.id;
+RESET bis.expand_chunk;

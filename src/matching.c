@@ -64,8 +64,9 @@ text_matches(TupleTableSlot *slot, AttrNumber attnum, Datum value)
 
 /*
  * bis._matching(sku, locale, external_id, after_id, upto_id, max_rows):
- * the ids of the SKU's active subscriptions after after_id (and up to
- * upto_id, unless NULL), oldest first, at most max_rows (NULL: all).
+ * the ids of the SKU's active subscriptions after after_id (NULL: from the
+ * first) and up to upto_id (NULL: the last), oldest first, at most max_rows
+ * (NULL: all).
  * Voyado's rules: a locale fires only subscriptions of that locale, an
  * external id only those of that external id, neither every one of the SKU.
  */

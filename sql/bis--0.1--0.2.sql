@@ -8,10 +8,7 @@
 CREATE INDEX restock_events_open_sku_idx ON bis.restock_events (sku)
     WHERE expansion IN ('expanding', 'waiting');
 
--- In C: the planner, with parameters it cannot see and blind to the index
--- entries of used subscriptions not yet vacuumed, chose plans that read all
--- of them, so a SKU restocked often got slower with every restock (see
--- src/matching.c).
+-- in C: no plan the planner chose kept to the index walk (src/matching.c says why)
 CREATE OR REPLACE FUNCTION bis._matching(sku text, locale text, external_id text, after_id bigint,
                                          upto_id bigint, max_rows integer)
     RETURNS SETOF bigint
@@ -115,7 +112,7 @@ END
 $$;
 
 -- the ids are looked up one by one only when fewer rows were acknowledged
--- than ids given, to name the one that does not exist
+-- than ids given, to name the bad one
 CREATE OR REPLACE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -124,10 +121,6 @@ CREATE OR REPLACE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETUR
 DECLARE
     done integer;
 BEGIN
-    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
-        PERFORM bis._check_ids(ids);
-    END IF;
-    PERFORM bis._check_worker(worker, false);
     -- with worker, a row another mailer took after this one's lease ran out is not touched
     WITH sent AS (
         UPDATE bis.notifications n
@@ -136,9 +129,11 @@ BEGIN
            AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
         RETURNING 1)
     SELECT count(*) INTO done FROM sent;
-    IF done < cardinality(ids) THEN
+    -- bad input acknowledges fewer rows than ids given; its error undoes the update
+    IF ids IS NULL OR done < cardinality(ids) THEN
         PERFORM bis._check_ids(ids);
     END IF;
+    PERFORM bis._check_worker(worker, false);
     RETURN done;
 END
 $$;

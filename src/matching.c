@@ -86,7 +86,6 @@ bis__matching(PG_FUNCTION_ARGS)
 	Oid			relid;
 	Oid			indexid;
 	AttrNumber	id_attnum;
-	AttrNumber	status_attnum;
 	AttrNumber	locale_attnum;
 	AttrNumber	external_id_attnum;
 	AclResult	aclresult;
@@ -98,7 +97,6 @@ bis__matching(PG_FUNCTION_ARGS)
 	Tuplestorestate *tupstore;
 	TupleDesc	tupdesc;
 	MemoryContext oldcontext;
-	Datum		active = CStringGetTextDatum("active");
 	int64		found = 0;
 
 	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
@@ -119,7 +117,6 @@ bis__matching(PG_FUNCTION_ARGS)
 		aclcheck_error(aclresult, OBJECT_TABLE, "subscriptions");
 
 	id_attnum = subscriptions_attnum(relid, "id");
-	status_attnum = subscriptions_attnum(relid, "status");
 	locale_attnum = subscriptions_attnum(relid, "locale");
 	external_id_attnum = subscriptions_attnum(relid, "external_id");
 
@@ -155,12 +152,13 @@ bis__matching(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 
+		/*
+		 * Every row found is active: the index holds active ones only, and
+		 * no HOT chain changes a column of an index's predicate.
+		 */
 		id = slot_getattr(slot, id_attnum, &isnull);
 		if (has_upto && DatumGetInt64(id) > upto_id)
 			break;
-		/* the index's own predicate, checked again for safety's sake */
-		if (!text_matches(slot, status_attnum, active))
-			continue;
 		if (has_locale && !text_matches(slot, locale_attnum, PG_GETARG_DATUM(1)))
 			continue;
 		if (has_external_id &&

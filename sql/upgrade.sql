@@ -1,4 +1,4 @@
--- 0.1 -> 0.2: a database with a restock half expanded under 0.1 goes on under 0.2
+-- 0.1 -> 0.2 -> 0.3: a restock begun under 0.1 goes on under 0.2 and ends under 0.3
 \set SHOW_CONTEXT never
 DROP EXTENSION bis CASCADE;
 CREATE EXTENSION bis VERSION '0.1';
@@ -22,14 +22,19 @@ SELECT * FROM bis._matching('U-1', 'sv-SE', NULL, 0, NULL, 1);
 SELECT * FROM bis._matching('U-1', NULL, NULL, 3, 4, NULL);
 SELECT count(*) AS none FROM bis._matching('NO-SUCH-SKU', NULL, NULL, 0, NULL, NULL);
 
--- the expansion begun under 0.1 finishes under 0.2, each subscription once
-SELECT bis.expand(10) AS enqueued_under_0_2;
+-- the expansion begun under 0.1 goes on under 0.2 and finishes under 0.3,
+-- each subscription once
+SELECT bis.expand(1) AS enqueued_under_0_2;
+SELECT expansion, matched, enqueued, last_subscription_id FROM bis.restock_events;
+ALTER EXTENSION bis UPDATE TO '0.3';
+SELECT extversion FROM pg_extension WHERE extname = 'bis';
+SELECT bis.expand(10) AS enqueued_under_0_3;
 SELECT expansion, matched, enqueued, last_subscription_id FROM bis.restock_events;
 SELECT s.id, s.status, count(n.id) AS notifications
   FROM bis.subscriptions s LEFT JOIN bis.notifications n ON n.subscription_id = s.id
  GROUP BY s.id ORDER BY s.id;
--- the payloads built under 0.2, in two parts, have the keys and the shared
--- part of the ones built under 0.1 (the first two)
+-- the payloads built under 0.2 (in two parts) and 0.3 (in C) have the keys
+-- and the shared part of the ones built under 0.1 (the first two)
 SELECT n.id, n.payload->'item' = first.payload->'item' AND n.payload->'stock' = first.payload->'stock'
        AS same_shared_part,
        ARRAY(SELECT jsonb_object_keys(n.payload)) = ARRAY(SELECT jsonb_object_keys(first.payload))
@@ -38,7 +43,7 @@ SELECT n.id, n.payload->'item' = first.payload->'item' AND n.payload->'stock' = 
   FROM bis.notifications n, (SELECT payload FROM bis.notifications ORDER BY id LIMIT 1) first
  ORDER BY n.id;
 
--- a Swedish restock after the upgrade fires only the Swedish subscriptions
+-- a Swedish restock after the upgrades fires only the Swedish subscriptions
 SELECT count(bis.subscribe('u' || n, 'U-1', locale => 'sv-SE')) FROM generate_series(6, 7) n;
 SELECT bis.subscribe('u1', 'U-1') > 0 AS english_subscription;
 SELECT bis.set_stock('U-1', 0, locale => 'sv-SE');

@@ -2,7 +2,8 @@
  *
  * render.c
  *	  bis.render(template, payload, html): fill a message template from a
- *	  notification's payload.
+ *	  notification's payload; bis._message: a notification with its subject,
+ *	  body and body_html so rendered, as bis.claim hands it out.
  *
  * A placeholder is {{path}} or {{path|fallback}}: path names a value in the
  * payload by its keys (and array positions) joined with dots, such as
@@ -15,14 +16,19 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/typcache.h"
 
 #define PLACEHOLDER_MAX 256
 
 PG_FUNCTION_INFO_V1(bis_render);
+PG_FUNCTION_INFO_V1(bis__message);
 
 /* Append s, HTML-escaped */
 static void
@@ -174,29 +180,16 @@ trim(const char **s, int *len)
 		(*len)--;
 }
 
-/*
- * bis.render(template text, payload jsonb, html boolean default false)
- */
-Datum
-bis_render(PG_FUNCTION_ARGS)
+/* Fill template from payload (NULL: every value is missing) */
+static text *
+render(text *template, Jsonb *payload, bool html)
 {
-	text	   *template;
-	Jsonb	   *payload;
-	bool		html;
-	const char *t;
-	const char *end;
+	const char *t = VARDATA_ANY(template);
+	const char *end = t + VARSIZE_ANY_EXHDR(template);
 	const char *p;
 	StringInfoData out;
 	StringInfoData value;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	template = PG_GETARG_TEXT_PP(0);
-	payload = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	html = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
-
-	t = VARDATA_ANY(template);
-	end = t + VARSIZE_ANY_EXHDR(template);
 	initStringInfo(&out);
 	initStringInfo(&value);
 
@@ -267,5 +260,108 @@ bis_render(PG_FUNCTION_ARGS)
 		p = close + 2;
 	}
 
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+	return cstring_to_text_with_len(out.data, out.len);
+}
+
+/*
+ * bis.render(template text, payload jsonb, html boolean default false)
+ */
+Datum
+bis_render(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(render(PG_GETARG_TEXT_PP(0),
+							PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+							!PG_ARGISNULL(2) && PG_GETARG_BOOL(2)));
+}
+
+/* where bis._message finds a notification's columns, found once per call site */
+typedef struct MessageColumns
+{
+	Oid			rowtype;
+	int			payload;
+	int			message[3];		/* subject, body, body_html */
+} MessageColumns;
+
+static const char *const message_column_names[3] = {"subject", "body", "body_html"};
+
+static int
+column_number(TupleDesc tupdesc, const char *name, Oid type)
+{
+	int			i;
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0 &&
+			att->atttypid == type)
+			return i + 1;
+	}
+	elog(ERROR, "row type %s has no column \"%s\" of type %s",
+		 format_type_be(tupdesc->tdtypeid), name, format_type_be(type));
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * bis._message(n bis.notifications, subject text, body text, body_html text)
+ * returns bis.notifications
+ *
+ * n with its message rendered from these templates against its payload: what
+ * bis.claim hands out.  The message is not stored; rendering it again for a
+ * later claim costs less than writing it into every row.
+ */
+Datum
+bis__message(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row;
+	Oid			rowtype;
+	TupleDesc	tupdesc;
+	MessageColumns *cols = (MessageColumns *) fcinfo->flinfo->fn_extra;
+	HeapTupleData tuple;
+	Datum		payload;
+	bool		payload_null;
+	Datum		values[3];
+	bool		nulls[3];
+	HeapTuple	result;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	/* no templates (a restock enqueueing, not claiming): nothing to render */
+	if (PG_ARGISNULL(1) && PG_ARGISNULL(2) && PG_ARGISNULL(3))
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+
+	row = PG_GETARG_HEAPTUPLEHEADER(0);
+	rowtype = HeapTupleHeaderGetTypeId(row);
+	tupdesc = lookup_rowtype_tupdesc(rowtype, HeapTupleHeaderGetTypMod(row));
+	if (cols == NULL || cols->rowtype != rowtype)
+	{
+		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(MessageColumns));
+		cols->rowtype = rowtype;
+		cols->payload = column_number(tupdesc, "payload", JSONBOID);
+		for (i = 0; i < 3; i++)
+			cols->message[i] = column_number(tupdesc, message_column_names[i], TEXTOID);
+		fcinfo->flinfo->fn_extra = cols;
+	}
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	payload = heap_getattr(&tuple, cols->payload, tupdesc, &payload_null);
+
+	for (i = 0; i < 3; i++)
+	{
+		nulls[i] = PG_ARGISNULL(i + 1);
+		if (!nulls[i])
+			values[i] = PointerGetDatum(render(PG_GETARG_TEXT_PP(i + 1),
+											   payload_null ? NULL : DatumGetJsonbP(payload),
+											   i == 2));
+	}
+	result = heap_modify_tuple_by_cols(&tuple, tupdesc, 3, cols->message, values, nulls);
+	ReleaseTupleDesc(tupdesc);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }

@@ -14,7 +14,7 @@ COMMENT ON FUNCTION bis._payload(jsonb, text, text, text, text, text, bigint, te
 
 CREATE FUNCTION bis._message(n bis.notifications, subject text, body text, body_html text)
     RETURNS bis.notifications
-    LANGUAGE c STABLE PARALLEL SAFE
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'bis__message';
 COMMENT ON FUNCTION bis._message(bis.notifications, text, text, text) IS 'The notification with subject, body and body_html rendered from these templates against its payload, as bis.claim hands it out';
 

@@ -121,7 +121,7 @@ BEGIN
 END
 $$;
 
-
+-- the claim's message rendered into its result (bis._message), not into the rows
 CREATE OR REPLACE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease interval DEFAULT '5 minutes')
     RETURNS SETOF bis.notifications
     LANGUAGE plpgsql

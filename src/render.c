@@ -320,8 +320,9 @@ bis__message(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	MessageColumns *cols = (MessageColumns *) fcinfo->flinfo->fn_extra;
 	HeapTupleData tuple;
-	Datum		payload;
+	Datum		datum;
 	bool		payload_null;
+	Jsonb	   *payload;
 	Datum		values[3];
 	bool		nulls[3];
 	HeapTuple	result;
@@ -350,15 +351,14 @@ bis__message(PG_FUNCTION_ARGS)
 	ItemPointerSetInvalid(&tuple.t_self);
 	tuple.t_tableOid = InvalidOid;
 	tuple.t_data = row;
-	payload = heap_getattr(&tuple, cols->payload, tupdesc, &payload_null);
+	datum = heap_getattr(&tuple, cols->payload, tupdesc, &payload_null);
+	payload = payload_null ? NULL : DatumGetJsonbP(datum);
 
 	for (i = 0; i < 3; i++)
 	{
 		nulls[i] = PG_ARGISNULL(i + 1);
-		if (!nulls[i])
-			values[i] = PointerGetDatum(render(PG_GETARG_TEXT_PP(i + 1),
-											   payload_null ? NULL : DatumGetJsonbP(payload),
-											   i == 2));
+		if (!nulls[i])			/* the third, body_html, is HTML */
+			values[i] = PointerGetDatum(render(PG_GETARG_TEXT_PP(i + 1), payload, i == 2));
 	}
 	result = heap_modify_tuple_by_cols(&tuple, tupdesc, 3, cols->message, values, nulls);
 	ReleaseTupleDesc(tupdesc);

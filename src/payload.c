@@ -106,7 +106,7 @@ bis__payload(PG_FUNCTION_ARGS)
 		JsonbIterator *it;
 		JsonbIteratorToken tok;
 
-		if (!JB_ROOT_IS_OBJECT(shared) || JB_ROOT_IS_SCALAR(shared))
+		if (!JB_ROOT_IS_OBJECT(shared))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("shared payload must be a JSON object")));

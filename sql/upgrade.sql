@@ -1,4 +1,5 @@
--- 0.1 -> 0.2 -> 0.3: a restock begun under 0.1 goes on under 0.2 and ends under 0.3
+-- 0.1 -> 0.2 -> 0.3: a restock begun under 0.1 goes on under 0.2 and ends under 0.3;
+-- then 0.4, and restocks after the upgrades
 \set SHOW_CONTEXT never
 DROP EXTENSION bis CASCADE;
 CREATE EXTENSION bis VERSION '0.1';
@@ -43,11 +44,21 @@ SELECT n.id, n.payload->'item' = first.payload->'item' AND n.payload->'stock' = 
   FROM bis.notifications n, (SELECT payload FROM bis.notifications ORDER BY id LIMIT 1) first
  ORDER BY n.id;
 
--- a Swedish restock after the upgrades fires only the Swedish subscriptions
+ALTER EXTENSION bis UPDATE TO '0.4';
+SELECT extversion FROM pg_extension WHERE extname = 'bis';
+
+-- a Swedish restock after the upgrades fires only the Swedish subscriptions;
+-- its bound is the SKU's newest active subscription (0.4), another SKU's newer one aside
+SELECT bis.upsert_items('[{"sku": "U-2", "title": "Umbrella stand"}]');
 SELECT count(bis.subscribe('u' || n, 'U-1', locale => 'sv-SE')) FROM generate_series(6, 7) n;
 SELECT bis.subscribe('u1', 'U-1') > 0 AS english_subscription;
+SELECT bis.subscribe('u1', 'U-2') > 0 AS newer_subscription_elsewhere;
 SELECT bis.set_stock('U-1', 0, locale => 'sv-SE');
 SELECT bis.set_stock('U-1', 2, locale => 'sv-SE') AS swedish_enqueued;
 SELECT bis.expand(10) AS swedish_rest;
+SELECT e.max_subscription_id = (SELECT max(s.id) FROM bis.subscriptions s WHERE s.sku = 'U-1')
+       AS bound_is_newest_of_sku,
+       e.max_subscription_id < (SELECT max(s.id) FROM bis.subscriptions s) AS newer_elsewhere
+  FROM bis.restock_events e ORDER BY e.id DESC LIMIT 1;
 SELECT s.contact_id, s.locale, s.status FROM bis.subscriptions s WHERE s.id > 7 ORDER BY s.id;
 RESET bis.expand_chunk;

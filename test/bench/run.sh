@@ -8,7 +8,8 @@
 # Figures: 1 bulk non-crossing UPDATE overhead; 2 single-row non-crossing
 # overhead (pgbench); 3 restock latency by number of subscribers; 4 restock
 # and drain throughput; 5 NOTIFY-to-listener latency; 6 sizes per million
-# notified; 7 NOTIFY contention (pgbench, bis.notify on/off).
+# notified; 7 NOTIFY contention (pgbench, bis.notify on/off); 8 sustained
+# restock and drain with housekeeping, then with a long transaction open.
 #
 # Environment:
 #   BIS_BENCH_FULL=1      add the 1M-subscriber restock and drain 200k (long)
@@ -18,6 +19,7 @@
 #   BIS_BENCH_SECONDS=10  length of one pgbench run
 #   BIS_BENCH_REPS=3      repetitions of each restock in figure 3 (1M: once)
 #   BIS_BENCH_NOTIFY_N=200  restocks per implementation in figure 5
+#   BIS_BENCH_CYCLES=40   cycles of figure 8 with autovacuum alone (held and after: a third each)
 #   BIS_BENCH_ONLY="1 3"  run only these figures (6 needs 3 and 4)
 #   BIS_BENCH_FSYNC=on    fsync of the benchmark cluster (lib.sh starts it off)
 #   BIS_BENCH_OUT=path    where the TSV goes (default /tmp/bis-bench-DATE.tsv)
@@ -34,7 +36,8 @@ rounds=${BIS_BENCH_ROUNDS:-3}
 seconds=${BIS_BENCH_SECONDS:-10}
 reps=${BIS_BENCH_REPS:-3}
 notify_n=${BIS_BENCH_NOTIFY_N:-200}
-only=${BIS_BENCH_ONLY:-1 2 3 4 5 6 7}
+cycles=${BIS_BENCH_CYCLES:-40}
+only=${BIS_BENCH_ONLY:-1 2 3 4 5 6 7 8}
 fsync=${BIS_BENCH_FSYNC:-on}
 stamp=$(date +%Y%m%d-%H%M%S)
 out=${BIS_BENCH_OUT:-/tmp/bis-bench-$stamp.tsv}
@@ -135,6 +138,8 @@ sizes=("$(scaled 1000)" "$(scaled 10000)" "$(scaled 100000)")
 [ "$full" = 1 ] && sizes+=("$(scaled 1000000)")
 drain_n=$(scaled $([ "$full" = 1 ] && echo 200000 || echo 100000))
 contacts=$drain_n
+sustain_skus=25
+sustain_subs=$(scaled 200)
 for n in "${sizes[@]}"; do [ "$n" -gt "$contacts" ] && contacts=$n; done
 fig_started=$SECONDS
 echo
@@ -169,6 +174,7 @@ SELECT 'R' || n AS sku FROM unnest('{$(IFS=,; echo "${sizes[*]}")}'::int[]) n
 UNION ALL SELECT 'D' || $drain_n
 UNION ALL SELECT 'N' || i FROM generate_series(1, $notify_n) i
 UNION ALL SELECT 'K' || i FROM generate_series(0, 31) i
+UNION ALL SELECT 'L' || i FROM generate_series(1, $sustain_skus) i
 UNION ALL SELECT 'WARM';
 INSERT INTO bis.items (sku, title, url, image_url, price, currency, category)
 SELECT sku, 'Product ' || sku, 'https://shop.example/p/' || lower(sku),
@@ -590,6 +596,104 @@ EOF
     echo "(rounds, TPS: bis on${tps[bis_on]}; bis off${tps[bis_off]}; peer${tps[peer]})"
     echo "(NOTIFYs heard: what one listening mailer received; bis folds the wake-ups of concurrent commits)"
     note "7  NOTIFY contention, $clients clients: bis on $(calc %.0f "${m[bis_on]}") TPS, off $(calc %.0f "${m[bis_off]}") TPS (on vs off $onoff), peer $(calc %.0f "${m[peer]}") TPS; bis(on)/peer $(calc %.2f "${m[bis_on]} / ${m[peer]}") (TPS)"
+    figure_time
+fi
+
+# --- 8. sustained restock and drain
+if want 8; then
+    fig_started=$SECONDS
+    per=$((sustain_skus * sustain_subs))
+    held_cycles=$(((cycles + 2) / 3))
+    naptime=10s
+    echo
+    echo "== 8. Sustained load: cycles of $sustain_skus SKUs x $sustain_subs new subscribers restocked, drained"
+    echo "   (claim 1000 + ack), sold out, then housekeeping; bis and peer alternating; autovacuum_naptime=$naptime"
+    echo "   housekeeping: bis.purge('0'); the peer: DELETE its sent rows (its used subscriptions are gone already)"
+    q -c "ALTER SYSTEM SET autovacuum_naptime = '$naptime'" -c "SELECT pg_reload_conf()" >/dev/null
+    reset_queue
+    maint bis.subscriptions, bis.notifications, bis.restock_events, bench.inventory, \
+        peer.subscriptions, peer.outbox, peer.inventory
+    declare -A inv8=([bis]=bench.inventory [peer]=peer.inventory) subs8=([bis]=bis.subscriptions [peer]=peer.subscriptions)
+    declare -A claim8=([bis]="SELECT * FROM bis.claim('w', 1000)" [peer]="SELECT * FROM peer.claim('w', 1000)")
+    declare -A ack8=([bis]="SELECT bis.ack(\$1::bigint[], 'w')" [peer]="SELECT peer.ack(\$1::bigint[])")
+    declare -A keep8=([bis]="SELECT * FROM bis.purge('0')" [peer]="DELETE FROM peer.outbox WHERE status = 'sent'")
+    declare -A tables8=([bis]="bis.subscriptions,bis.notifications,bis.restock_events" [peer]="peer.subscriptions,peer.outbox")
+    declare -A rms8=() dms8=() mb8=()
+    cycle8() {  # variant, phase
+        local v=$1 rms dms rows batches
+        q -c "INSERT INTO ${subs8[$v]} (contact_id, sku) SELECT 'c' || c, 'L' || i
+                FROM generate_series(1, $sustain_skus) i, generate_series(1, $sustain_subs) c"
+        read -r rms dms rows batches < <(client drain "UPDATE ${inv8[$v]} SET quantity = 5 WHERE sku LIKE 'L%'" \
+            "${claim8[$v]}" "${ack8[$v]}")
+        check "$v rows drained in a cycle" "$rows" "$per"
+        q -c "UPDATE ${inv8[$v]} SET quantity = 0 WHERE sku LIKE 'L%'" -c "${keep8[$v]}" >/dev/null
+        rms8[$v$2]+=" $rms"
+        dms8[$v$2]+=" $dms"
+        mb8[$v$2]+=" $(val "SELECT round(sum(pg_total_relation_size(t)) / 1048576.0, 1)
+                              FROM unnest('{${tables8[$v]}}'::regclass[]) t")"
+    }
+    phase8() {  # phase, cycles
+        for ((c = 0; c < $2; c++)); do
+            cycle8 bis "$1"
+            cycle8 peer "$1"
+        done
+    }
+    # steady: the first half warms up (and lets autovacuum find the tables),
+    # the second is what the tables settle at
+    phase8 warm $((cycles / 2))
+    phase8 steady $((cycles - cycles / 2))
+    # a long transaction holds back the xmin horizon: vacuum can remove nothing
+    PGAPPNAME=bis_bench_holder psql -X -q -c "BEGIN ISOLATION LEVEL REPEATABLE READ" \
+        -c "SELECT count(*) FROM bis.items" -c "SELECT pg_sleep(3600)" >/dev/null 2>&1 &
+    holder_pid=$!
+    for ((t = 0; t < 100; t++)); do
+        [ "$(val "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bis_bench_holder'
+                    AND backend_xmin IS NOT NULL AND state = 'active'")" = 1 ] && break
+        sleep 0.1
+    done
+    [ "$t" -lt 100 ] || check "a transaction holding the xmin horizon" none one
+    phase8 held "$held_cycles"
+    val "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bis_bench_holder'" >/dev/null
+    wait "$holder_pid" || true
+    phase8 after "$held_cycles"
+    q -c "ALTER SYSTEM RESET autovacuum_naptime" -c "SELECT pg_reload_conf()" >/dev/null
+    first() { echo "$1"; }
+    last() { local a=("$@"); echo "${a[-1]}"; }
+    maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
+    printf '%-34s %12s %12s %12s %12s\n' "phase (cycles)" 'restock ms' 'drain ms' 'MB max' 'MB last'
+    for ph in warm steady held after; do
+        for v in bis peer; do
+            # shellcheck disable=SC2086
+            read -r r_med d_med mb_max mb_last <<<"$(median ${rms8[$v$ph]}) $(median ${dms8[$v$ph]}) $(maxof ${mb8[$v$ph]}) $(last ${mb8[$v$ph]})"
+            # shellcheck disable=SC2086
+            printf '%-34s %12.1f %12.1f %12.1f %12.1f\n' "$v $ph ($(echo ${mb8[$v$ph]} | wc -w))" \
+                "$r_med" "$d_med" "$mb_max" "$mb_last"
+            tsv 8 "$ph restock median" "$v" "$r_med" ms
+            tsv 8 "$ph drain median" "$v" "$d_med" ms
+            tsv 8 "$ph size max" "$v" "$mb_max" MB
+            tsv 8 "$ph size last" "$v" "$mb_last" MB
+        done
+    done
+    for v in bis peer; do
+        # shellcheck disable=SC2086
+        echo "$v MB per cycle: warm${mb8[${v}warm]} | steady${mb8[${v}steady]} | held${mb8[${v}held]} | after${mb8[${v}after]}"
+        # shellcheck disable=SC2086
+        echo "$v drain ms per cycle, held: $(printf ' %.0f' ${dms8[${v}held]})"
+        # shellcheck disable=SC2086
+        tsv 8 "held drain first to last" "$v" "$(first ${dms8[${v}held]}) $(last ${dms8[${v}held]})" ms
+    done
+    echo "(medians per cycle of $per notifications; MB: the tables with their indexes and TOAST after each cycle;"
+    echo " warm and steady: autovacuum running; held: a REPEATABLE READ transaction open; after: it ended)"
+    line="8  sustained, $per notifications a cycle:"
+    for v in bis peer; do
+        # shellcheck disable=SC2086
+        line+=" $v MB max warm $(maxof ${mb8[${v}warm]}) steady $(maxof ${mb8[${v}steady]}),"
+        # shellcheck disable=SC2086
+        line+=" drain ms steady $(calc %.0f "$(median ${dms8[${v}steady]})")"
+        # shellcheck disable=SC2086
+        line+=" held $(calc %.0f "$(first ${dms8[${v}held]})")->$(calc %.0f "$(last ${dms8[${v}held]})");"
+    done
+    note "${line%;}"
     figure_time
 fi
 

@@ -657,8 +657,9 @@ if want 8; then
     wait "$holder_pid" || true
     phase8 after "$held_cycles"
     q -c "ALTER SYSTEM RESET autovacuum_naptime" -c "SELECT pg_reload_conf()" >/dev/null
-    first() { echo "$1"; }
     last() { local a=("$@"); echo "${a[-1]}"; }
+    # the median of the first and of the last third of a phase's cycles
+    thirds() { local a=("$@") k=$((($# + 2) / 3)); echo "$(median "${a[@]:0:k}") $(median "${a[@]: -k}")"; }
     maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
     printf '%-34s %12s %12s %12s %12s\n' "phase (cycles)" 'restock ms' 'drain ms' 'MB max' 'MB last'
     for ph in warm steady held after; do
@@ -680,7 +681,9 @@ if want 8; then
         # shellcheck disable=SC2086
         echo "$v drain ms per cycle, held: $(printf ' %.0f' ${dms8[${v}held]})"
         # shellcheck disable=SC2086
-        tsv 8 "held drain first to last" "$v" "$(first ${dms8[${v}held]}) $(last ${dms8[${v}held]})" ms
+        read -r t1 t3 <<<"$(thirds ${dms8[${v}held]})"
+        tsv 8 "held drain first third median" "$v" "$t1" ms
+        tsv 8 "held drain last third median" "$v" "$t3" ms
     done
     echo "(medians per cycle of $per notifications; MB: the tables with their indexes and TOAST after each cycle;"
     echo " warm and steady: autovacuum running; held: a REPEATABLE READ transaction open; after: it ended)"
@@ -691,7 +694,8 @@ if want 8; then
         # shellcheck disable=SC2086
         line+=" drain ms steady $(calc %.0f "$(median ${dms8[${v}steady]})")"
         # shellcheck disable=SC2086
-        line+=" held $(calc %.0f "$(first ${dms8[${v}held]})")->$(calc %.0f "$(last ${dms8[${v}held]})");"
+        read -r t1 t3 <<<"$(thirds ${dms8[${v}held]})"
+        line+=" held $(calc %.0f "$t1")->$(calc %.0f "$t3") (first -> last third);"
     done
     note "${line%;}"
     figure_time

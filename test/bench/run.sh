@@ -675,6 +675,7 @@ if want 8; then
             tsv 8 "$ph size last" "$v" "$mb_last" MB
         done
     done
+    line="8  sustained, $per notifications a cycle:"
     for v in bis peer; do
         # shellcheck disable=SC2086
         echo "$v MB per cycle: warm${mb8[${v}warm]} | steady${mb8[${v}steady]} | held${mb8[${v}held]} | after${mb8[${v}after]}"
@@ -684,19 +685,14 @@ if want 8; then
         read -r t1 t3 <<<"$(thirds ${dms8[${v}held]})"
         tsv 8 "held drain first third median" "$v" "$t1" ms
         tsv 8 "held drain last third median" "$v" "$t3" ms
-    done
-    echo "(medians per cycle of $per notifications; MB: the tables with their indexes and TOAST after each cycle;"
-    echo " warm and steady: autovacuum running; held: a REPEATABLE READ transaction open; after: it ended)"
-    line="8  sustained, $per notifications a cycle:"
-    for v in bis peer; do
         # shellcheck disable=SC2086
         line+=" $v MB max warm $(maxof ${mb8[${v}warm]}) steady $(maxof ${mb8[${v}steady]}),"
         # shellcheck disable=SC2086
         line+=" drain ms steady $(calc %.0f "$(median ${dms8[${v}steady]})")"
-        # shellcheck disable=SC2086
-        read -r t1 t3 <<<"$(thirds ${dms8[${v}held]})"
         line+=" held $(calc %.0f "$t1")->$(calc %.0f "$t3") (first -> last third);"
     done
+    echo "(medians per cycle of $per notifications; MB: the tables with their indexes and TOAST after each cycle;"
+    echo " warm and steady: autovacuum running; held: a REPEATABLE READ transaction open; after: it ended)"
     note "${line%;}"
     figure_time
 fi

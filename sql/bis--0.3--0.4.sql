@@ -1,4 +1,4 @@
-/* bis--0.3--0.4.sql: a restock's bound found by a probe, not an aggregate */
+/* bis--0.3--0.4.sql: a restock's bound found by a probe; acks that go by id */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION bis UPDATE TO '0.4'" to load this file. \quit
@@ -60,3 +60,14 @@ END
 $$;
 
 COMMENT ON COLUMN bis.restock_events.max_subscription_id IS 'The SKU''s newest active subscription when it happened: later ones wait for the next restock';
+
+-- bis.ack and bis.release find their rows by id, through the primary key.
+-- With status = 'claimed' as its only predicate, the lease index could serve
+-- them too, and on some statistics the planner chose it: every entry of the
+-- index tested against the ids one by one, dead entries included, so that
+-- between two vacuums an ack of 1,000 rows went from 10 ms to about 300 ms.
+-- claimed_until IS NOT NULL holds for every claimed row; only the claim's own
+-- test of the lease's end implies it, so only the claim can use the index.
+DROP INDEX bis.notifications_lease_idx;
+CREATE INDEX notifications_lease_idx ON bis.notifications (claimed_until, id)
+    WHERE status = 'claimed' AND claimed_until IS NOT NULL;

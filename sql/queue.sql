@@ -109,6 +109,19 @@ RESET ROLE;
 DROP OWNED BY regress_bis_mailer;
 DROP ROLE regress_bis_mailer;
 
+-- the lease index serves only the claim's look for leases that ran out; what
+-- goes by id (ack, release) cannot use it and probes the primary key
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF)
+SELECT n.claimed_by FROM bis.notifications n
+ WHERE n.status = 'claimed' AND n.claimed_until <= now()
+ ORDER BY n.claimed_until, n.id LIMIT 10;
+EXPLAIN (COSTS OFF)
+SELECT n.claimed_by FROM bis.notifications n WHERE n.status = 'claimed';
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
 -- bad arguments
 SELECT * FROM bis.claim(NULL);
 SELECT * FROM bis.claim('');

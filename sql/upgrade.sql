@@ -46,6 +46,8 @@ SELECT n.id, n.payload->'item' = first.payload->'item' AND n.payload->'stock' = 
 
 ALTER EXTENSION bis UPDATE TO '0.4';
 SELECT extversion FROM pg_extension WHERE extname = 'bis';
+-- the lease index is for the claim alone (0.4)
+SELECT pg_get_indexdef('bis.notifications_lease_idx'::regclass);
 
 -- a Swedish restock after the upgrades fires only the Swedish subscriptions;
 -- its bound is the SKU's newest active subscription (0.4), another SKU's newer one aside

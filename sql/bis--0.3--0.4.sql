@@ -1,4 +1,4 @@
-/* bis--0.3--0.4.sql: a restock's bound found by a probe; acks that go by id */
+/* bis--0.3--0.4.sql: a restock's bound found by a probe; acks and expansion that stay in range */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION bis UPDATE TO '0.4'" to load this file. \quit
@@ -71,3 +71,103 @@ COMMENT ON COLUMN bis.restock_events.max_subscription_id IS 'The SKU''s newest a
 DROP INDEX bis.notifications_lease_idx;
 CREATE INDEX notifications_lease_idx ON bis.notifications (claimed_until, id)
     WHERE status = 'claimed' AND claimed_until IS NOT NULL;
+
+-- An expansion chunk marks its subscriptions used by id, as an ack does its
+-- notifications, and meets the same hazard: the statement implies the
+-- predicate of subscriptions_active_sku_idx, and with a few thousand rows
+-- after an ANALYZE of the empty table a generic plan chose that index with
+-- only the id range as a condition on its second column, which reads every
+-- active subscription of every SKU.  With the SKU as well, any plan the
+-- planner picks stays within the chunk's range.
+CREATE OR REPLACE FUNCTION bis._expand(ev bis.restock_events, chunk integer, worker text, lease interval)
+    RETURNS SETOF bis.notifications
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    take integer := least(chunk, coalesce(ev.wave_quota, chunk));
+    ids bigint[];
+    shared jsonb;
+    n integer;
+    more boolean;
+    quota integer;
+BEGIN
+    -- the caller holds the item's row lock: crossings of the SKU take turns
+    ids := ARRAY(SELECT bis._matching(ev.sku, ev.locale, ev.external_id, ev.last_subscription_id,
+                                      ev.max_subscription_id, take));
+    more := cardinality(ids) = take;
+
+    -- the part of the payload that every notification of this restock shares,
+    -- built once rather than for each of them
+    SELECT jsonb_build_object(
+             'item', jsonb_build_object(
+               'sku', ev.sku, 'title', i.title, 'url', i.url, 'image_url', i.image_url,
+               'price', i.price, 'compare_at_price', i.compare_at_price,
+               'currency', i.currency, 'category', i.category, 'attributes', i.attributes),
+             'stock', jsonb_build_object(
+               'quantity', ev.new_quantity, 'locale', ev.locale, 'external_id', ev.external_id))
+      INTO shared
+      FROM (SELECT) one LEFT JOIN bis.items i ON i.sku = ev.sku;
+
+    -- a subscription is used and its notification enqueued together: none is
+    -- used without one, and a subscription no longer active is skipped
+    RETURN QUERY
+    WITH used AS (
+        UPDATE bis.subscriptions s
+           SET status = 'notified', notified_at = now(), restock_event_id = ev.id
+         WHERE s.id = ANY (ids) AND s.status = 'active'
+           -- the SKU and the bounds keep any plan to the chunk's own range
+           AND s.sku = ev.sku AND s.id BETWEEN ids[1] AND ids[cardinality(ids)]
+        RETURNING s.id, s.contact_id, s.channel, s.locale, s.external_id, s.created_at
+    ), made AS (
+        SELECT u.id, u.contact_id, u.channel, coalesce(c.locale, u.locale, ev.locale) AS locale,
+               bis._payload(shared, u.contact_id, c.email, c.phone, c.locale, c.time_zone,
+                            u.id, u.locale, u.external_id, u.created_at, u.channel,
+                            CASE u.channel WHEN 'email' THEN c.email WHEN 'sms' THEN c.phone END,
+                            coalesce(c.locale, u.locale, ev.locale)) AS payload
+          FROM used u
+          -- a probe per row (OFFSET 0 keeps it a subquery): a hash join would
+          -- read every contact for a chunk the planner overestimates
+          LEFT JOIN LATERAL (SELECT c.* FROM bis.contacts c
+                              WHERE c.contact_id = u.contact_id OFFSET 0) c ON true
+    ), tpl AS MATERIALIZED (
+        -- for a mailer's claim, rendered as in bis.claim; looked up once per
+        -- chunk (inlined, it was looked up again for every row)
+        SELECT k.channel, k.locale, t.subject, t.body, t.body_html
+          FROM (SELECT DISTINCT m.channel, m.locale FROM made m WHERE worker IS NOT NULL) k
+          LEFT JOIN LATERAL bis._template('back_in_stock', k.channel, k.locale,
+                                          (bis._settings()).default_locale) t ON true
+    ), ins AS (
+        -- enqueued, or, for a mailer's claim, claimed by it at once and
+        -- handed out rendered (the message is not stored)
+        INSERT INTO bis.notifications AS o
+               (kind, subscription_id, restock_event_id, contact_id, sku, channel, payload,
+                status, claimed_by, claimed_until, attempts)
+        SELECT 'back_in_stock', m.id, ev.id, m.contact_id, ev.sku, m.channel, m.payload,
+               CASE WHEN worker IS NULL THEN 'pending' ELSE 'claimed' END, worker, now() + lease,
+               CASE WHEN worker IS NULL THEN 0 ELSE 1 END
+          FROM made m
+        RETURNING o
+    )
+    SELECT r.*
+      FROM ins i
+      LEFT JOIN tpl t ON t.channel = (i.o).channel
+                     AND t.locale IS NOT DISTINCT FROM (i.o).payload->>'locale'
+     CROSS JOIN LATERAL bis._message(i.o, t.subject, t.body, t.body_html) r
+     ORDER BY r.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    quota := ev.wave_quota - n;
+    UPDATE bis.restock_events e
+       SET matched = e.matched + n, enqueued = e.enqueued + n,
+           last_subscription_id = coalesce(ids[cardinality(ids)], e.last_subscription_id),
+           wave_quota = quota,
+           expansion = CASE WHEN NOT more THEN 'done'
+                            WHEN quota <= 0 THEN 'waiting'
+                            ELSE 'expanding' END,
+           next_wave_at = CASE WHEN more AND quota <= 0
+                               THEN now() + (SELECT coalesce(i.wave_interval, (bis._settings()).wave_interval)
+                                               FROM bis.items i WHERE i.sku = ev.sku) END
+     WHERE e.id = ev.id;
+END
+$$;

@@ -617,10 +617,10 @@ if want 8; then
     declare -A claim8=([bis]="SELECT * FROM bis.claim('w', 1000)" [peer]="SELECT * FROM peer.claim('w', 1000)")
     declare -A ack8=([bis]="SELECT bis.ack(\$1::bigint[], 'w')" [peer]="SELECT peer.ack(\$1::bigint[])")
     declare -A keep8=([bis]="SELECT * FROM bis.purge('0')" [peer]="DELETE FROM peer.outbox WHERE status = 'sent'")
-    declare -A tables8=([bis]="bis.subscriptions,bis.notifications,bis.restock_events" [peer]="peer.subscriptions,peer.outbox")
+    declare -A tables8=([bis]="bis.subscriptions bis.notifications bis.restock_events" [peer]="peer.subscriptions peer.outbox")
     declare -A rms8=() dms8=() mb8=()
     cycle8() {  # variant, phase
-        local v=$1 rms dms rows batches
+        local v=$1 rms dms rows batches tb ib
         q -c "INSERT INTO ${subs8[$v]} (contact_id, sku) SELECT 'c' || c, 'L' || i
                 FROM generate_series(1, $sustain_skus) i, generate_series(1, $sustain_subs) c"
         read -r rms dms rows batches < <(client drain "UPDATE ${inv8[$v]} SET quantity = 5 WHERE sku LIKE 'L%'" \
@@ -629,8 +629,9 @@ if want 8; then
         q -c "UPDATE ${inv8[$v]} SET quantity = 0 WHERE sku LIKE 'L%'" -c "${keep8[$v]}" >/dev/null
         rms8[$v$2]+=" $rms"
         dms8[$v$2]+=" $dms"
-        mb8[$v$2]+=" $(val "SELECT round(sum(pg_total_relation_size(t)) / 1048576.0, 1)
-                              FROM unnest('{${tables8[$v]}}'::regclass[]) t")"
+        # shellcheck disable=SC2086
+        read -r tb ib <<<"$(sizes_of ${tables8[$v]})"
+        mb8[$v$2]+=" $(calc %.1f "($tb + $ib) / 1048576")"
     }
     phase8() {  # phase, cycles
         for ((c = 0; c < $2; c++)); do

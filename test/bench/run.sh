@@ -8,9 +8,9 @@
 # Figures: 1 bulk non-crossing UPDATE overhead; 2 single-row non-crossing
 # overhead (pgbench); 3 restock latency by number of subscribers; 4 restock
 # and drain throughput (and the row writes alone, on bis's tables); 5
-# NOTIFY-to-listener latency; 6 sizes per million
-# notified; 7 NOTIFY contention (pgbench, bis.notify on/off); 8 sustained
-# restock and drain with housekeeping, then with a long transaction open.
+# NOTIFY-to-listener latency; 6 sizes per million notified; 7 NOTIFY
+# contention (pgbench, bis.notify on/off); 8 sustained restock and drain with
+# housekeeping, then with a long transaction open.
 #
 # Environment:
 #   BIS_BENCH_FULL=1      add the 1M-subscriber restock and drain 200k (long)

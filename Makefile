@@ -6,7 +6,7 @@ OBJS = src/bis.o src/trigger.o src/render.o src/matching.o src/payload.o
 DATA = $(wildcard sql/bis--*.sql)
 PGFILEDESC = "bis - back-in-stock notifications"
 
-REGRESS = install thresholds matching subscriptions track errors render queue purge expansion waves payload upgrade
+REGRESS = install thresholds matching subscriptions track stock_levels errors render queue purge expansion waves payload upgrade
 ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 

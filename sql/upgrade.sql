@@ -64,3 +64,11 @@ SELECT e.max_subscription_id = (SELECT max(s.id) FROM bis.subscriptions s WHERE 
   FROM bis.restock_events e ORDER BY e.id DESC LIMIT 1;
 SELECT s.contact_id, s.locale, s.status FROM bis.subscriptions s WHERE s.id > 7 ORDER BY s.id;
 RESET bis.expand_chunk;
+
+ALTER EXTENSION bis UPDATE TO '0.5';
+SELECT extversion FROM pg_extension WHERE extname = 'bis';
+-- bis.stock_levels keeps its UPDATE trigger only (0.5); a level that
+-- bis.set_stock creates is still a crossing from nothing
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'bis.stock_levels'::regclass;
+SELECT bis.set_stock('U-2', 3) AS new_level_enqueued;
+SELECT sku, old_quantity, new_quantity, matched FROM bis.restock_events ORDER BY id DESC LIMIT 1;

@@ -3,13 +3,14 @@
  * trigger.c
  *	  The row trigger that turns a stock change into a restock.
  *
- * bis.track() attaches bis._stock_trigger() to bis.stock_levels and to
- * applications' own inventory tables, AFTER INSERT and AFTER UPDATE OF the
- * quantity column, with WHEN clauses that end in bis._crossing(): only a row
- * whose quantity crossed its SKU's threshold queues a trigger event, so sales
- * and deliveries to SKUs in stock never enter the trigger.  The trigger's
- * arguments name the sku, quantity, locale and external_id columns ('' for an
- * absent one).
+ * bis.track() attaches bis._stock_trigger() to applications' own inventory
+ * tables, AFTER INSERT and AFTER UPDATE OF the quantity column, with WHEN
+ * clauses that end in bis._crossing(): only a row whose quantity crossed its
+ * SKU's threshold queues a trigger event, so sales and deliveries to SKUs in
+ * stock never enter the trigger.  The trigger's arguments name the sku,
+ * quantity, locale and external_id columns ('' for an absent one).
+ * bis.stock_levels has the UPDATE trigger only: bis._new_stock_level() takes
+ * the part of the INSERT one for the levels bis's functions create.
  *
  * Both decide in C, with the column positions and the per-item thresholds
  * kept in backend-local caches.  Only a crossing runs SQL: bis._restock(),
@@ -477,9 +478,12 @@ notify_turn(void)
 	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-/* Record one crossing and enqueue its notifications; returns how many */
+/*
+ * Record one crossing and enqueue its notifications; returns how many, and
+ * arranges the transaction's wake-up if there were any
+ */
 static int
-restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
+restock(Oid fn_oid, const char *source, Datum sku, Datum locale, bool locale_null,
 		Datum external_id, bool external_id_null, bool has_old, int64 old_quantity,
 		int64 new_quantity, int32 threshold)
 {
@@ -510,7 +514,7 @@ restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
 	nulls[3] = has_old ? ' ' : 'n';
 	values[4] = Int64GetDatum(new_quantity);
 	values[5] = Int32GetDatum(threshold);
-	values[6] = CStringGetTextDatum(tt->source);
+	values[6] = CStringGetTextDatum(source);
 
 	ret = SPI_execute_plan(restock_plan, values, nulls, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -519,6 +523,20 @@ restock(Oid fn_oid, TrackedTable *tt, Datum sku, Datum locale, bool locale_null,
 										   SPI_tuptable->tupdesc, 1, &isnull));
 
 	end_as_owner(save_userid, save_sec_context);
+
+	if (enqueued > 0)
+	{
+		enqueued_total += enqueued;
+		if (bis_notify && notify_turn())
+		{
+			/*
+			 * Async_Notify folds identical notifications of one transaction
+			 * into one, so every crossing sends the same empty payload: the
+			 * tables hold the details, and NOTIFY carries no personal data.
+			 */
+			Async_Notify(BIS_CHANNEL, "");
+		}
+	}
 	return enqueued;
 }
 
@@ -546,7 +564,6 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	bool		locale_null;
 	bool		external_id_null;
 	int32		threshold;
-	int			enqueued;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -592,25 +609,44 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	external_id = read_text(newtuple, tupdesc, tt->external_id_attnum,
 							&external_id_null);
 
-	enqueued = restock(fcinfo->flinfo->fn_oid, tt, sku, locale, locale_null,
-					   external_id, external_id_null, has_old, old_quantity,
-					   new_quantity, threshold);
-
-	if (enqueued > 0)
-	{
-		enqueued_total += enqueued;
-		if (bis_notify && notify_turn())
-		{
-			/*
-			 * Async_Notify folds identical notifications of one transaction
-			 * into one, so every crossing sends the same empty payload: the
-			 * tables hold the details, and NOTIFY carries no personal data.
-			 */
-			Async_Notify(BIS_CHANNEL, "");
-		}
-	}
+	restock(fcinfo->flinfo->fn_oid, tt->source, sku, locale, locale_null,
+			external_id, external_id_null, has_old, old_quantity, new_quantity,
+			threshold);
 
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * bis._new_stock_level(sku text, quantity bigint, locale text,
+ *						external_id text): a level that bis.set_stock() or
+ * bis.put_stock_levels() has just inserted into bis.stock_levels, a crossing
+ * from nothing if it is at or above the SKU's threshold.  bis.stock_levels
+ * has no INSERT trigger, so that the rows pg_restore loads into it are not
+ * taken for restocks; bis's own functions call this instead.  Returns the
+ * number of notifications enqueued.
+ */
+PG_FUNCTION_INFO_V1(bis__new_stock_level);
+
+Datum
+bis__new_stock_level(PG_FUNCTION_ARGS)
+{
+	int64		quantity;
+	int32		threshold;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_INT32(0);
+	quantity = PG_GETARG_INT64(1);
+	if (!crosses(PG_GETARG_TEXT_PP(0), false, 0, quantity,
+				 fcinfo->flinfo->fn_oid, &threshold))
+		PG_RETURN_INT32(0);
+
+	PG_RETURN_INT32(restock(fcinfo->flinfo->fn_oid, "bis.stock_levels",
+							PG_GETARG_DATUM(0),
+							PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+							PG_ARGISNULL(2),
+							PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
+							PG_ARGISNULL(3),
+							false, 0, quantity, threshold));
 }
 
 /*

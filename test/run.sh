@@ -34,6 +34,7 @@ psql -X -q -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION bis" -d bis_tap
 suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql
 suite "pgbench concurrency" test/concurrency.sh
 suite "crash in the middle of an expansion" test/restart.sh
+suite "pg_dump and pg_restore" test/dump.sh
 suite "bis-mailer end to end" test/mailer.sh
 
 echo "bis: $passed passed, $failed failed"

@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(93);
+SELECT plan(92);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -149,12 +149,10 @@ SELECT index_is_unique('bis', 'stock_levels', 'stock_levels_key',
 SELECT col_is_unique('bis', 'notifications', ARRAY['subscription_id', 'kind']::name[],
                      'one notification per subscription and kind');
 
--- triggers (3 + 3 + 1)
-SELECT has_trigger('bis', 'stock_levels', 'bis_stock_insert', 'bis.stock_levels has trigger bis_stock_insert');
+-- triggers (3 + 2 + 1): bis.stock_levels has none on INSERT, so that pg_restore's rows are not restocks
+SELECT hasnt_trigger('bis', 'stock_levels', 'bis_stock_insert', 'bis.stock_levels has no trigger bis_stock_insert');
 SELECT has_trigger('bis', 'stock_levels', 'bis_stock_update', 'bis.stock_levels has trigger bis_stock_update');
 SELECT has_trigger('bis', 'items', 'items_changed', 'bis.items has trigger items_changed');
-SELECT trigger_is('bis', 'stock_levels', 'bis_stock_insert', 'bis', '_stock_trigger',
-                  'bis_stock_insert calls bis._stock_trigger()');
 SELECT trigger_is('bis', 'stock_levels', 'bis_stock_update', 'bis', '_stock_trigger',
                   'bis_stock_update calls bis._stock_trigger()');
 SELECT trigger_is('bis', 'items', 'items_changed', 'bis', '_items_changed',

@@ -4,7 +4,7 @@
 -- Needs the extensions pgtap and bis already created, bis's tables empty (as after CREATE
 -- EXTENSION); changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(113);
+SELECT plan(115);
 
 -- fixtures: three items (T-5 with a threshold of its own), three contacts, a stock row at 2
 SELECT is(bis.upsert_items('[{"sku": "A-1", "title": "Jacket"}, {"sku": "T-5", "threshold": 5},
@@ -185,6 +185,10 @@ SELECT throws_ok($$SELECT bis.track('tap_inv.inv_view')$$,
   '42809', '"tap_inv.inv_view" is not a table', 'track: a view');
 SELECT throws_ok($$SELECT bis.untrack('tap_inv.inv')$$,
   '42704', 'table "tap_inv.inv" is not tracked', 'untrack: a table that is not tracked');
+SELECT throws_ok($$SELECT bis.track('bis.stock_levels')$$,
+  '55000', 'bis.stock_levels is always tracked', 'track: bis''s own stock table');
+SELECT throws_ok($$SELECT bis.untrack('bis.stock_levels')$$,
+  '55000', 'bis.stock_levels is always tracked', 'untrack: bis''s own stock table');
 SELECT is_empty($$SELECT tgname FROM pg_trigger WHERE tgrelid = 'tap_inv.inv'::regclass$$,
   'track: the failed calls left no trigger');
 SELECT lives_ok($$SELECT bis.track('tap_inv.inv')$$, 'track: a table with sku and quantity columns');

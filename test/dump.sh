@@ -8,6 +8,7 @@
 # Runs against the throwaway cluster of test/run.sh: PGHOST, PGPORT and
 # PGUSER come from the environment.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 src=bis_dump_source
 dst=bis_dump_restored
@@ -22,17 +23,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-check() {                       # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then
-        echo "ok   $1"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $1: expected $2, got $3"
-        failed=$((failed + 1))
-    fi
-}
 
 cleanup
 psql -X -q -d "$admin_db" -c "CREATE DATABASE $src" -c "CREATE DATABASE $dst"
@@ -60,7 +50,7 @@ SQL
 "$bindir/pg_dump" -Fc -f "$dump" "$src"
 rc=0
 "$bindir/pg_restore" --exit-on-error -d "$dst" "$dump" || rc=$?
-check "pg_restore succeeds" 0 "$rc"
+expect "pg_restore succeeds" 0 "$rc"
 
 # every table, row for row
 # (the built-in templates are made anew by CREATE EXTENSION, with a new updated_at)
@@ -70,22 +60,22 @@ for t in bis.items bis.contacts bis.stock_levels bis.subscriptions bis.restock_e
     rows="SELECT count(*) || ' rows, ' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))
             FROM $t x"
     before=$(q "$src" -c "$rows")
-    check "$(grep -o '[a-z]*\.[a-z_]*' <<<"$t" | tail -1) comes back as it was ($before)" \
+    expect "$(grep -o '[a-z]*\.[a-z_]*' <<<"$t" | tail -1) comes back as it was ($before)" \
         "$before" "$(q "$dst" -c "$rows")"
 done
 
 # and both ways of restocking work on: the sequences go on from where they were
 q "$dst" -c "SELECT bis.subscribe('c1', 'B-2')" >/dev/null
-check "a level set through bis after the restore is a restock" 2 \
+expect "a level set through bis after the restore is a restock" 2 \
     "$(q "$dst" -c "SELECT bis.set_stock('B-2', 3)")"
-check "its event follows the restored ones" \
+expect "its event follows the restored ones" \
     "$(q "$src" -c "SELECT max(id) + 1 FROM bis.restock_events")" \
     "$(q "$dst" -c "SELECT max(id) FROM bis.restock_events")"
 q "$dst" -c "SELECT bis.subscribe('c2', 'C-3')" >/dev/null
 q "$dst" -c "UPDATE shop_stock SET on_hand = 0" -c "UPDATE shop_stock SET on_hand = 2"
-check "the application's table is tracked after the restore" "C-3|1" \
+expect "the application's table is tracked after the restore" "C-3|1" \
     "$(q "$dst" -c "SELECT sku || '|' || enqueued FROM bis.restock_events ORDER BY id DESC LIMIT 1")"
-check "its notification has the next id" \
+expect "its notification has the next id" \
     "$(q "$src" -c "SELECT max(id) + 3 FROM bis.notifications")" \
     "$(q "$dst" -c "SELECT max(id) FROM bis.notifications")"
 

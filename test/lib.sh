@@ -1,4 +1,4 @@
-# Shared by test/run.sh and test/demo.sh (sourced): build and install bis as
+# Sourced by the test scripts and test/demo.sh: build and install bis as
 # root, then go on as an unprivileged user with a throwaway cluster.
 
 bis_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,4 +44,17 @@ CONF
 pg_ctl_stop() {
     "$(pg_config --bindir)/pg_ctl" -D "$bis_dir/data" -m fast -w -s stop || true
     rm -rf "$bis_dir" ${BIS_TEST_COPY:+"$BIS_TEST_COPY"}
+}
+
+# For test scripts that count their checks: expect NAME EXPECTED ACTUAL
+passed=0
+failed=0
+expect() {
+    if [ "$2" = "$3" ]; then
+        echo "ok   $1"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $1: expected $2, got $3"
+        failed=$((failed + 1))
+    fi
 }

@@ -22,11 +22,12 @@ REVOKE ALL ON FUNCTION bis._new_stock_level(text, bigint, text, text) FROM PUBLI
 
 -- the one place where bis.set_stock and bis.put_stock_levels write levels;
 -- levels is their checked JSON array of {"sku", "quantity", "locale", "externalId"}
-CREATE FUNCTION bis._store_levels(levels jsonb) RETURNS void
+CREATE FUNCTION bis._store_levels(levels jsonb) RETURNS integer
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
+    before bigint := bis._enqueued_total();
     l record;
 BEGIN
     -- a restock locks the item after the stock row; taking the items first
@@ -59,9 +60,10 @@ BEGIN
         quantity = excluded.quantity,
         updated_at = now()
      WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, now());
+    RETURN bis._enqueued_total() - before;
 END
 $$;
-COMMENT ON FUNCTION bis._store_levels(jsonb) IS 'Writes checked stock levels into bis.stock_levels for bis.set_stock and bis.put_stock_levels; new levels count as crossings from nothing';
+COMMENT ON FUNCTION bis._store_levels(jsonb) IS 'Writes checked stock levels into bis.stock_levels for bis.set_stock and bis.put_stock_levels, new levels counting as crossings from nothing; returns how many notifications the changes enqueued';
 
 CREATE OR REPLACE FUNCTION bis.set_stock(sku text, quantity integer, locale text DEFAULT NULL,
                                          external_id text DEFAULT NULL)
@@ -70,17 +72,14 @@ CREATE OR REPLACE FUNCTION bis.set_stock(sku text, quantity integer, locale text
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-DECLARE
-    before bigint := bis._enqueued_total();
 BEGIN
     PERFORM bis._check_sku(set_stock.sku);
     PERFORM bis._check_quantity(set_stock.quantity);
     PERFORM bis._check_key('locale', set_stock.locale);
     PERFORM bis._check_key('external_id', set_stock.external_id);
-    PERFORM bis._store_levels(jsonb_build_array(jsonb_build_object(
+    RETURN bis._store_levels(jsonb_build_array(jsonb_build_object(
         'sku', set_stock.sku, 'quantity', set_stock.quantity,
         'locale', set_stock.locale, 'externalId', set_stock.external_id)));
-    RETURN bis._enqueued_total() - before;
 END
 $$;
 
@@ -90,7 +89,6 @@ CREATE OR REPLACE FUNCTION bis.put_stock_levels(levels jsonb) RETURNS integer
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    before bigint := bis._enqueued_total();
     e jsonb;
     n bigint;
 BEGIN
@@ -120,8 +118,7 @@ BEGIN
                      || CASE WHEN a->>'externalId' IS NOT NULL THEN format(' and externalId "%s"', a->>'externalId') ELSE '' END
                 FROM jsonb_array_elements(levels) a),
         'sku, locale and externalId');
-    PERFORM bis._store_levels(levels);
-    RETURN bis._enqueued_total() - before;
+    RETURN bis._store_levels(levels);
 END
 $$;
 

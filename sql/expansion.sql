@@ -10,9 +10,14 @@ CREATE VIEW progress AS
 SELECT id, expansion, matched, enqueued, last_subscription_id, max_subscription_id
   FROM bis.restock_events ORDER BY id;
 CREATE VIEW used AS
-SELECT s.id, s.status, s.restock_event_id AS event,
-       (SELECT count(*) FROM bis.notifications n WHERE n.subscription_id = s.id) AS notifications
-  FROM bis.subscriptions s ORDER BY s.id;
+SELECT h.id, h.status, h.restock_event_id AS event,
+       (SELECT count(*) FROM bis.notifications n WHERE n.subscription_id = h.id) AS notifications
+  FROM bis.subscription_history h ORDER BY h.id;
+-- the same nine waiting subscriptions again, for the next case
+CREATE FUNCTION resubscribe() RETURNS void LANGUAGE sql AS $$
+    TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions RESTART IDENTITY;
+    SELECT count(bis.subscribe('c' || n, 'A-1')) FROM generate_series(1, 9) n;
+$$;
 
 -- the restock enqueues the three oldest; the event says how far it got
 SELECT bis.set_stock('A-1', 5) AS enqueued_in_stock_transaction;
@@ -29,8 +34,7 @@ SELECT * FROM used;
 
 -- mailers drive it: a bis.claim that finds nothing due expands a chunk straight into
 -- the claim (its rows are claimed as they are enqueued)
-TRUNCATE bis.notifications, bis.restock_events;
-UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT resubscribe();
 SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
 SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
 SELECT array_agg(id ORDER BY id) AS claimed FROM bis.claim('m', 4);
@@ -43,8 +47,7 @@ SELECT count(*) FILTER (WHERE status = 'claimed') AS claimed, count(*) AS notifi
   FROM bis.notifications;
 
 -- an expansion rolled back (a mailer or the server died) is simply done again
-TRUNCATE bis.notifications, bis.restock_events;
-UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT resubscribe();
 SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
 BEGIN;
 SELECT bis.expand(1);
@@ -55,8 +58,7 @@ SELECT * FROM progress;
 SELECT count(*) AS notifications, count(DISTINCT subscription_id) AS subscriptions FROM bis.notifications;
 
 -- a new restock of the same stock takes over one still expanding
-TRUNCATE bis.notifications, bis.restock_events;
-UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT resubscribe();
 SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 5);
 SELECT bis.set_stock('A-1', 0), bis.set_stock('A-1', 2);
 SELECT bis.expand(10);
@@ -65,6 +67,7 @@ SELECT * FROM used;
 
 DROP VIEW progress;
 DROP VIEW used;
+DROP FUNCTION resubscribe();
 RESET bis.expand_chunk;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
          bis.contacts, bis.items RESTART IDENTITY;

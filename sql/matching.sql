@@ -15,11 +15,12 @@ CREATE FUNCTION voyado_subscriptions() RETURNS void LANGUAGE sql AS $$
     SELECT bis.subscribe('c4', 'SKU-1', 'pl-PL', 'PL-SKU-1');
     SELECT bis.subscribe('c5', 'SKU-2', 'sv-SE');
 $$;
+-- a used subscription moves into its notification: the history shows both
 CREATE VIEW fired AS
-SELECT s.id AS subscription, s.contact_id, s.locale, s.external_id, s.status,
-       n.id IS NOT NULL AS has_notification
-  FROM bis.subscriptions s LEFT JOIN bis.notifications n ON n.subscription_id = s.id
- ORDER BY s.id;
+SELECT h.id AS subscription, h.contact_id, h.locale, h.external_id, h.status,
+       h.notification_id IS NOT NULL AS has_notification
+  FROM bis.subscription_history h
+ ORDER BY h.id;
 
 -- Case 1: sku and locale fire the subscriptions with that sku and that locale: #1 and #3
 SELECT voyado_subscriptions();
@@ -46,9 +47,10 @@ SELECT sku, locale, external_id, old_quantity, new_quantity, threshold, source_t
        matched, enqueued, held_back
   FROM bis.restock_events;
 
--- the notification carries a snapshot: item, stock, contact, subscription, address
-SELECT kind, status, contact_id, sku, channel, attempts, restock_event_id,
-       jsonb_pretty(payload #- '{subscription,created_at}') AS payload
+-- the notification keeps references and what the subscription held; its message is
+-- built when a mailer claims it
+SELECT kind, status, subscription_id, contact_id, sku, locale, external_id, channel, attempts,
+       restock_event_id, subscribed_at <= created_at AS subscribed_before_enqueued
   FROM bis.notifications;
 
 -- an sms subscription gets the phone number as its address
@@ -56,7 +58,7 @@ SELECT voyado_subscriptions();
 SELECT bis.upsert_contact('c6', phone => '+46 70 123 45 67');
 SELECT bis.subscribe('c6', 'SKU-2', channel => 'sms');
 SELECT bis.set_stock('SKU-2', 1);
-SELECT contact_id, channel, payload->>'address' AS address FROM bis.notifications ORDER BY id;
+SELECT id, channel, address FROM bis.claim('m1') ORDER BY id;
 
 -- an item with alerts switched off: the restock is logged, its subscriptions wait
 SELECT voyado_subscriptions();

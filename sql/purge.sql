@@ -12,15 +12,15 @@ SELECT bis.ack(ARRAY[1], 'm'), bis.fail(2, 'bounced', false, 'm');
 UPDATE bis.notifications SET created_at = created_at - interval '40 days',
        sent_at = sent_at - interval '40 days' WHERE id <= 4;
 UPDATE bis.subscriptions SET created_at = created_at - interval '40 days',
-       notified_at = notified_at - interval '40 days',
        cancelled_at = cancelled_at - interval '40 days' WHERE id <> 5;
 UPDATE bis.restock_events SET occurred_at = occurred_at - interval '40 days';
 
--- within the default retention (30 days): the sent and the dead go, the claimed and
--- pending stay; used and cancelled subscriptions go, the active one stays
+-- within the default retention (30 days): the sent and the dead go, and with them
+-- the subscriptions they used; the claimed and pending stay; the cancelled
+-- subscription goes, the active one stays
 SELECT * FROM bis.purge();
 SELECT id, status FROM bis.notifications ORDER BY id;
-SELECT id, status FROM bis.subscriptions ORDER BY id;
+SELECT id, status FROM bis.subscription_history ORDER BY id;
 SELECT count(*) AS restock_events FROM bis.restock_events;
 -- nothing more to do
 SELECT * FROM bis.purge();

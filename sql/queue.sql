@@ -11,11 +11,11 @@ SELECT id, channel, status, attempts, claimed_by, claimed_until IS NOT NULL AS l
        available_at > now() AS later, last_error, sent_at IS NOT NULL AS sent
   FROM bis.notifications ORDER BY id;
 
--- a claim hands out due rows, oldest first, rendered and leased
-SELECT id, channel, status, attempts, claimed_by, claimed_until > now() AS leased, subject, body
+-- a claim hands out due rows, oldest first, with their messages built now, leased
+SELECT id, kind, channel, address, attempts, claimed_until > now() AS leased, subject, body
   FROM bis.claim('mailer-1', max_rows => 2);
 -- another mailer gets the next ones, never the same
-SELECT id, status, claimed_by FROM bis.claim('mailer-2', 3, lease => '1 minute');
+SELECT id, attempts FROM bis.claim('mailer-2', 3, lease => '1 minute');
 SELECT * FROM queue;
 
 -- ack: claimed rows become sent; twice changes nothing; another worker's rows are not touched
@@ -36,12 +36,14 @@ SELECT id FROM bis.claim('mailer-3');
 -- release: rows go back at once and the claim does not count as an attempt
 SELECT bis.release(ARRAY[5], worker => 'mailer-2') AS released;
 SELECT * FROM queue WHERE id = 5;
-SELECT id, attempts, claimed_by FROM bis.claim('mailer-3');
+SELECT id, attempts FROM bis.claim('mailer-3');
+SELECT * FROM queue WHERE id = 5;
 
 -- a lease that ran out: the row is handed to another mailer; the first one's late
 -- ack and fail do not cut across the new holder
 UPDATE bis.notifications SET claimed_until = now() - interval '1 second' WHERE id = 5;
-SELECT id, attempts, claimed_by FROM bis.claim('mailer-4');
+SELECT id, attempts FROM bis.claim('mailer-4');
+SELECT * FROM queue WHERE id = 5;
 SELECT bis.ack(ARRAY[5], 'mailer-3') AS late_ack, bis.fail(5, 'late', true, 'mailer-3') AS late_fail;
 SELECT bis.ack(ARRAY[5], 'mailer-4') AS acked;
 SELECT * FROM queue WHERE id = 5;
@@ -98,10 +100,10 @@ SELECT id, status FROM bis.notifications WHERE id = 3;
 -- a mailer's role needs EXECUTE on the verbs, and no right on the tables
 CREATE ROLE regress_bis_mailer;
 GRANT USAGE ON SCHEMA bis TO regress_bis_mailer;
-GRANT EXECUTE ON FUNCTION bis.claim(text, int, interval), bis.ack(bigint[], text) TO regress_bis_mailer;
+GRANT EXECUTE ON FUNCTION bis.claim(text, int, interval, text[]), bis.ack(bigint[], text) TO regress_bis_mailer;
 UPDATE bis.notifications SET status = 'pending', available_at = now(), created_at = now() WHERE id = 3;
 SET ROLE regress_bis_mailer;
-SELECT id, claimed_by FROM bis.claim('mailer-9');
+SELECT id, address FROM bis.claim('mailer-9');
 SELECT bis.ack(ARRAY[3], 'mailer-9') AS acked;
 SELECT count(*) FROM bis.notifications;
 SELECT bis.fail(3, 'no right to this');
@@ -129,6 +131,9 @@ SELECT * FROM bis.claim('m', 0);
 SELECT * FROM bis.claim('m', -5);
 SELECT * FROM bis.claim('m', 10, '-1 minute');
 SELECT * FROM bis.claim('m', 10, '0 seconds');
+SELECT * FROM bis.claim('m', 10, channels => '{}');
+SELECT * FROM bis.claim('m', 10, channels => '{email,fax}');
+SELECT * FROM bis.claim('m', 10, channels => '{email,NULL}');
 SELECT bis.ack(ARRAY[999]);
 SELECT bis.ack(NULL);
 SELECT bis.ack(ARRAY[1, NULL]);

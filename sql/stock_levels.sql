@@ -36,7 +36,7 @@ S-3	sv-SE	\N	7	2026-01-01 00:00:00+00
 \.
 INSERT INTO bis.stock_levels (sku, locale, quantity) VALUES ('S-2', 'fi-FI', 9);
 SELECT count(*) AS events_after FROM bis.restock_events;
-SELECT sku, locale, status FROM bis.subscriptions ORDER BY id;
+SELECT sku, locale, status FROM bis.subscription_history ORDER BY id;
 -- they are stock like any other: a later rise from below the threshold is a restock
 SELECT bis.set_stock('S-3', 0, locale => 'sv-SE'), bis.set_stock('S-3', 2, locale => 'sv-SE') AS enqueued;
 SELECT sku, locale, old_quantity, new_quantity, matched FROM bis.restock_events ORDER BY id DESC LIMIT 1;

@@ -16,11 +16,13 @@ SELECT bis.unsubscribe(4) AS cancelled, bis.unsubscribe(4) AS again, bis.unsubsc
 -- subscribing after cancelling starts a new one
 SELECT bis.subscribe('ann', 'B-2', channel => 'push');
 
--- a restock uses the active subscriptions of the SKU
+-- a restock uses the active subscriptions of the SKU: they move into their
+-- notifications, and the contact's history shows every one
 SELECT bis.set_stock('A-1', 2);
 SELECT id, sku, locale, channel, status, notified_at IS NOT NULL AS notified,
-       cancelled_at IS NOT NULL AS cancelled, restock_event_id
+       cancelled_at IS NOT NULL AS cancelled, restock_event_id, notification_id
   FROM bis.contact_subscriptions('ann');
+SELECT id, sku, status FROM bis.subscriptions ORDER BY id;
 
 -- a used subscription never fires again; subscribing anew gives a new one, which does
 SELECT bis.subscribe('ann', 'A-1');
@@ -31,7 +33,7 @@ SELECT id, status, restock_event_id FROM bis.contact_subscriptions('ann') WHERE 
 
 -- unsubscribing a used subscription changes nothing
 SELECT bis.unsubscribe(1);
-SELECT status FROM bis.subscriptions WHERE id = 1;
+SELECT status FROM bis.subscription_history WHERE id = 1;
 
 -- an unknown contact has no subscriptions
 SELECT count(*) FROM bis.contact_subscriptions('nobody');

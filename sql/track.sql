@@ -57,7 +57,7 @@ UPDATE shop_inventory SET on_hand = 0 WHERE article = 'A-1';
 UPDATE shop_inventory SET on_hand = 2 WHERE article = 'A-1';
 RESET ROLE;
 SELECT sku, matched, enqueued FROM bis.restock_events ORDER BY id DESC LIMIT 1;
-SELECT id, status FROM bis.subscriptions WHERE id = 4;
+SELECT id, status FROM bis.subscription_history WHERE id = 4;
 
 -- tracking again replaces the columns
 SELECT bis.track('shop_inventory', sku_column => 'article', quantity_column => 'on_hand');

@@ -13,7 +13,12 @@ SELECT id, expansion, wave, wave_quota, enqueued, next_wave_at > now() AS later
 CREATE VIEW waiting AS
 SELECT array_agg(id ORDER BY id) FILTER (WHERE status = 'notified') AS notified,
        array_agg(id ORDER BY id) FILTER (WHERE status = 'active') AS active
-  FROM bis.subscriptions;
+  FROM bis.subscription_history;
+-- the same fifteen waiting subscriptions again, for the next case
+CREATE FUNCTION resubscribe() RETURNS void LANGUAGE sql AS $$
+    TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions RESTART IDENTITY;
+    SELECT count(bis.subscribe('c' || n, 'W-1')) FROM generate_series(1, 15) n;
+$$;
 -- a due wave, without waiting an hour
 CREATE FUNCTION make_due() RETURNS void LANGUAGE sql AS
 $$ UPDATE bis.restock_events SET next_wave_at = now() - interval '1 second' WHERE expansion = 'waiting' $$;
@@ -43,8 +48,7 @@ SELECT * FROM waves;
 SELECT * FROM waiting;
 
 -- an item's own wave size and interval win over the settings
-TRUNCATE bis.notifications, bis.restock_events;
-UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT resubscribe();
 SELECT bis.upsert_items('[{"sku": "W-1", "wave_per_unit": 1, "wave_interval": "10 minutes"}]');
 SELECT bis.set_stock('W-1', 0), bis.set_stock('W-1', 3) AS first_wave;
 SELECT id, wave, enqueued, next_wave_at - now() BETWEEN interval '9 minutes' AND interval '10 minutes' AS in_ten
@@ -53,8 +57,7 @@ SELECT bis.upsert_items('[{"sku": "W-1", "wave_interval": "soon"}]');
 SELECT bis.upsert_items('[{"sku": "W-1", "wave_per_unit": 0}]');
 
 -- an application's own table: the next wave reads its stock there
-TRUNCATE bis.notifications, bis.restock_events;
-UPDATE bis.subscriptions SET status = 'active', restock_event_id = NULL, notified_at = NULL;
+SELECT resubscribe();
 SELECT bis.upsert_items('[{"sku": "W-1", "wave_per_unit": null, "wave_interval": null}]');
 CREATE TABLE shelf (article text, on_hand int);
 INSERT INTO shelf VALUES ('W-1', 0);
@@ -79,6 +82,7 @@ DROP TABLE shelf;
 DROP VIEW waves;
 DROP VIEW waiting;
 DROP FUNCTION make_due();
+DROP FUNCTION resubscribe();
 RESET bis.wave_interval;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
          bis.contacts, bis.items RESTART IDENTITY;

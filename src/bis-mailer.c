@@ -70,14 +70,14 @@
 #define COL_BODY_HTML 7
 
 static const char *const claim_sql =
-"SELECT id, channel, payload->>'address', payload::text, attempts, subject, body, body_html"
+"SELECT id, channel, address, payload::text, attempts, subject, body, body_html"
 "  FROM bis.claim($1::text, $2::integer, $3::interval)";
 static const char *const ack_sql = "SELECT bis.ack($1::bigint[], $2::text)";
 static const char *const fail_sql =
 "SELECT bis.fail($1::bigint, $2::text, $3::boolean, $4::text)";
 static const char *const release_sql = "SELECT bis.release($1::bigint[], $2::text)";
 static const char *const check_sql =
-"SELECT pg_catalog.to_regprocedure('bis.claim(text, integer, interval)') IS NOT NULL";
+"SELECT pg_catalog.to_regprocedure('bis.claim(text, integer, interval, text[])') IS NOT NULL";
 
 typedef struct Options
 {

@@ -2,7 +2,10 @@
  *
  * bis.c
  *	  Module entry point of bis: back-in-stock notifications inside
- *	  PostgreSQL.  Defines the settings; the work is done in trigger.c.
+ *	  PostgreSQL.  Defines the settings; the work is done in trigger.c (the
+ *	  stock trigger), restock.c (restocks and their notifications), matching.c
+ *	  (the subscriptions a restock fires), track.c (tracking applications'
+ *	  tables), render.c and message.c (messages, built when a mailer claims).
  *
  *-------------------------------------------------------------------------
  */
@@ -30,9 +33,13 @@ static int	bis_retry_base_delay = 30;
 static int	bis_retry_max_delay = 6 * SECS_PER_HOUR;
 static char *bis_default_locale = NULL;
 static int	bis_retention = 30 * SECS_PER_DAY;
-static int	bis_expand_chunk = 1000;
-static int	bis_wave_per_unit = 0;
-static int	bis_wave_interval = SECS_PER_HOUR;
+int			bis_expand_chunk = 1000;
+int			bis_wave_per_unit = 0;
+int			bis_wave_interval = SECS_PER_HOUR;
+
+/* bounds of the wave settings, as bis.items checks an item's own */
+#define BIS_WAVE_PER_UNIT_MAX 1000000
+#define BIS_WAVE_INTERVAL_MAX (365 * SECS_PER_DAY)
 
 
 void		_PG_init(void);
@@ -125,7 +132,7 @@ _PG_init(void)
 							"Subscribers notified per unit in stock in each wave of a restock; 0 notifies them all at once.",
 							"Items can set their own with wave_per_unit.",
 							&bis_wave_per_unit,
-							0, 0, 1000000,
+							0, 0, BIS_WAVE_PER_UNIT_MAX,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
@@ -134,7 +141,7 @@ _PG_init(void)
 							"Time between the waves of a restock.",
 							"Items can set their own with wave_interval.",
 							&bis_wave_interval,
-							SECS_PER_HOUR, 1, INT_MAX,
+							SECS_PER_HOUR, 1, BIS_WAVE_INTERVAL_MAX,
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
@@ -146,6 +153,7 @@ _PG_init(void)
 #endif
 
 	bis_trigger_init();
+	bis_restock_init();
 }
 
 static Datum

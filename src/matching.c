@@ -13,6 +13,13 @@
  * SKU restocked often then got slower with every restock.  The walk here
  * also marks the entries of used subscriptions dead as it passes them, as
  * any plain index scan does, so the next restock steps over them cheaply.
+ * It returns the rows' TIDs, by which the chunk's statement takes them.
+ *
+ * Voyado's rules: a restock with a locale fires only subscriptions of that
+ * locale, one with an external id only those of that external id, one with
+ * neither every subscription of the SKU.
+ *
+ * The caller has pushed the snapshot to read with.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,24 +31,28 @@
 #include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
-#include "catalog/pg_type.h"
 #include "executor/tuptable.h"
-#include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/tuplestore.h"
 
 #include "bis.h"
 
-/* a column of bis.subscriptions, by name: its number */
+/* bis.subscriptions and its index of active subscriptions, open */
+typedef struct ActiveIndex
+{
+	Relation	rel;
+	Relation	index;
+	AttrNumber	id;
+	AttrNumber	locale;
+	AttrNumber	external_id;
+} ActiveIndex;
+
 static AttrNumber
-subscriptions_attnum(Oid relid, const char *name)
+column(Oid relid, const char *name)
 {
 	AttrNumber	attnum = get_attnum(relid, name);
 
@@ -50,105 +61,82 @@ subscriptions_attnum(Oid relid, const char *name)
 	return attnum;
 }
 
-/* whether a text column of the row equals value */
+static void
+open_active_index(ActiveIndex *ai)
+{
+	Oid			nspid = get_namespace_oid("bis", false);
+	Oid			relid = get_relname_relid("subscriptions", nspid);
+	Oid			indexid = get_relname_relid("subscriptions_active_sku_idx", nspid);
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "bis.subscriptions or its index subscriptions_active_sku_idx does not exist");
+	ai->rel = table_open(relid, AccessShareLock);
+	ai->index = index_open(indexid, AccessShareLock);
+	ai->id = column(relid, "id");
+	ai->locale = column(relid, "locale");
+	ai->external_id = column(relid, "external_id");
+}
+
+static void
+close_active_index(ActiveIndex *ai)
+{
+	index_close(ai->index, AccessShareLock);
+	table_close(ai->rel, AccessShareLock);
+}
+
+/* whether a text column of the row equals value (0: not asked) */
 static bool
 text_matches(TupleTableSlot *slot, AttrNumber attnum, Datum value)
 {
 	bool		isnull;
-	Datum		d = slot_getattr(slot, attnum, &isnull);
+	Datum		d;
 
+	if (value == (Datum) 0)
+		return true;
+	d = slot_getattr(slot, attnum, &isnull);
 	return !isnull &&
 		DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID,
 											 d, value));
 }
 
 /*
- * bis._matching(sku, locale, external_id, after_id, upto_id, max_rows):
- * the ids of the SKU's active subscriptions after after_id (NULL: from the
- * first) and up to upto_id (NULL: the last), oldest first, at most max_rows
- * (NULL: all).
- * Voyado's rules: a locale fires only subscriptions of that locale, an
- * external id only those of that external id, neither every one of the SKU.
+ * The active subscriptions of sku after after_id and up to upto_id (< 0: no
+ * bound), oldest first, at most limit of them, filtered by locale and
+ * external_id where given (0: not given).  With want_tids, their TIDs too.
  */
-PG_FUNCTION_INFO_V1(bis__matching);
-
-Datum
-bis__matching(PG_FUNCTION_ARGS)
+void
+match_subscriptions(Datum sku, Datum locale, Datum external_id,
+					int64 after_id, int64 upto_id, int64 limit,
+					bool want_tids, Matches *m)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	bool		has_locale = !PG_ARGISNULL(1);
-	bool		has_external_id = !PG_ARGISNULL(2);
-	int64		after_id = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
-	bool		has_upto = !PG_ARGISNULL(4);
-	int64		upto_id = has_upto ? PG_GETARG_INT64(4) : 0;
-	int64		max_rows = PG_ARGISNULL(5) ? PG_INT64_MAX : PG_GETARG_INT32(5);
-	Oid			nspid;
-	Oid			relid;
-	Oid			indexid;
-	AttrNumber	id_attnum;
-	AttrNumber	locale_attnum;
-	AttrNumber	external_id_attnum;
-	AclResult	aclresult;
-	Relation	rel;
-	Relation	index;
+	ActiveIndex ai;
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	Tuplestorestate *tupstore;
-	TupleDesc	tupdesc;
-	MemoryContext oldcontext;
-	int64		found = 0;
+	int			size = 0;
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
+	m->n = 0;
+	m->tids = NULL;
+	m->last_id = 0;
+	if (limit <= 0)
+		return;
 
-	nspid = get_namespace_oid("bis", false);
-	relid = get_relname_relid("subscriptions", nspid);
-	indexid = get_relname_relid("subscriptions_active_sku_idx", nspid);
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "bis.subscriptions or its index subscriptions_active_sku_idx does not exist");
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, "subscriptions");
-
-	id_attnum = subscriptions_attnum(relid, "id");
-	locale_attnum = subscriptions_attnum(relid, "locale");
-	external_id_attnum = subscriptions_attnum(relid, "external_id");
-
-	/* the result: one bigint column, kept until the end of the query */
-	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTemplateTupleDesc(1);
-	TupleDescInitEntry(tupdesc, (AttrNumber) 1, "id", INT8OID, -1, 0);
-	tupstore = tuplestore_begin_heap(false, false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(oldcontext);
-
-	rel = table_open(relid, AccessShareLock);
-	index = index_open(indexid, AccessShareLock);
+	open_active_index(&ai);
 
 	/* from (sku, after_id) forward: the SKU's subscriptions in id order */
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   PG_GETARG_DATUM(0));
+						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GT, Int64GetDatum(after_id));
 
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+	slot = table_slot_create(ai.rel, NULL);
+	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 
-	while (found < max_rows &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (m->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		id;
+		int64		id;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -156,23 +144,57 @@ bis__matching(PG_FUNCTION_ARGS)
 		 * Every row found is active: the index holds active ones only, and
 		 * no HOT chain changes a column of an index's predicate.
 		 */
-		id = slot_getattr(slot, id_attnum, &isnull);
-		if (has_upto && DatumGetInt64(id) > upto_id)
+		id = DatumGetInt64(slot_getattr(slot, ai.id, &isnull));
+		if (upto_id >= 0 && id > upto_id)
 			break;
-		if (has_locale && !text_matches(slot, locale_attnum, PG_GETARG_DATUM(1)))
-			continue;
-		if (has_external_id &&
-			!text_matches(slot, external_id_attnum, PG_GETARG_DATUM(2)))
+		if (!text_matches(slot, ai.locale, locale) ||
+			!text_matches(slot, ai.external_id, external_id))
 			continue;
 
-		tuplestore_putvalues(tupstore, tupdesc, &id, &isnull);
-		found++;
+		if (want_tids)
+		{
+			if (m->n == size)
+			{
+				size = size == 0 ? (int) Min(limit, 1024) : size * 2;
+				m->tids = m->tids == NULL ?
+					palloc(sizeof(ItemPointerData) * size) :
+					repalloc(m->tids, sizeof(ItemPointerData) * size);
+			}
+			ItemPointerCopy(&slot->tts_tid, &m->tids[m->n]);
+		}
+		m->last_id = id;
+		m->n++;
 	}
 
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	close_active_index(&ai);
+}
 
-	return (Datum) 0;
+/* The id of the SKU's newest active subscription, 0 if it has none */
+int64
+newest_active_subscription(Datum sku)
+{
+	ActiveIndex ai;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		newest = 0;
+
+	open_active_index(&ai);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
+	slot = table_slot_create(ai.rel, NULL);
+	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		newest = DatumGetInt64(slot_getattr(slot, ai.id, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	close_active_index(&ai);
+	return newest;
 }

@@ -2,33 +2,33 @@
  *
  * render.c
  *	  bis.render(template, payload, html): fill a message template from a
- *	  notification's payload; bis._message: a notification with its subject,
- *	  body and body_html so rendered, as bis.claim hands it out.
+ *	  notification's payload.
  *
  * A placeholder is {{path}} or {{path|fallback}}: path names a value in the
  * payload by its keys (and array positions) joined with dots, such as
  * item.title or item.attributes.sizes.0.  A value that is missing or JSON
- * null is replaced by the fallback, or by nothing.  With html, values and
- * fallbacks are HTML-escaped; the template's own text is not, since it is
- * the HTML.
+ * null is replaced by the fallback, or by nothing.  {{url:path}} is a link:
+ * its value is used only if it is an http or https address, so that no
+ * javascript: or data: URL reaches an href.  With html, values and fallbacks
+ * are HTML-escaped; the template's own text is not, since it is the HTML.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/typcache.h"
 
+#include "bis.h"
+
+/* the longest placeholder, braces excluded: a path and its fallback */
 #define PLACEHOLDER_MAX 256
 
-PG_FUNCTION_INFO_V1(bis_render);
-PG_FUNCTION_INFO_V1(bis__message);
+/* array positions in a path stop here, before they could overflow */
+#define ARRAY_POSITION_MAX 100000000
+
 
 /* Append s, HTML-escaped */
 static void
@@ -110,7 +110,7 @@ lookup(Jsonb *payload, const char *path, int pathlen, StringInfo value)
 
 			for (i = 0; i < seglen; i++)
 			{
-				if (seg[i] < '0' || seg[i] > '9' || index > 100000000)
+				if (seg[i] < '0' || seg[i] > '9' || index > ARRAY_POSITION_MAX)
 					return false;
 				index = index * 10 + (seg[i] - '0');
 			}
@@ -180,9 +180,26 @@ trim(const char **s, int *len)
 		(*len)--;
 }
 
+/* Whether a value may be a link: an http or https address without spaces */
+static bool
+safe_url(const char *s, int len)
+{
+	int			i;
+
+	if (!((len > 7 && pg_strncasecmp(s, "http://", 7) == 0) ||
+		  (len > 8 && pg_strncasecmp(s, "https://", 8) == 0)))
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if ((unsigned char) s[i] <= ' ' || s[i] == 0x7f)
+			return false;
+	}
+	return true;
+}
+
 /* Fill template from payload (NULL: every value is missing) */
-static text *
-render(text *template, Jsonb *payload, bool html)
+text *
+render_template(text *template, Jsonb *payload, bool html)
 {
 	const char *t = VARDATA_ANY(template);
 	const char *end = t + VARSIZE_ANY_EXHDR(template);
@@ -202,6 +219,7 @@ render(text *template, Jsonb *payload, bool html)
 		const char *path;
 		const char *bar;
 		int			pathlen;
+		bool		is_url;
 
 		for (q = p; q + 1 < end; q++)
 		{
@@ -237,17 +255,25 @@ render(text *template, Jsonb *payload, bool html)
 		bar = memchr(path, '|', close - path);
 		pathlen = (bar ? bar : close) - path;
 		trim(&path, &pathlen);
+		is_url = pathlen > 4 && memcmp(path, "url:", 4) == 0;
+		if (is_url)
+		{
+			path += 4;
+			pathlen -= 4;
+			trim(&path, &pathlen);
+		}
 		if (!valid_path(path, pathlen))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid placeholder \"%s\" in template",
 							pnstrdup(open, close + 2 - open)),
-					 errdetail("A placeholder names a payload value by keys joined with dots, such as {{item.title}}, optionally followed by |fallback."),
+					 errdetail("A placeholder names a payload value by keys joined with dots, such as {{item.title}}, optionally followed by |fallback; {{url:item.url}} is a link."),
 					 errhint("The placeholder starts at character %d.",
 							 (int) (open - t) + 1)));
 
 		resetStringInfo(&value);
-		if (lookup(payload, path, pathlen, &value))
+		if (lookup(payload, path, pathlen, &value) &&
+			(!is_url || safe_url(value.data, value.len)))
 			append_value(&out, value.data, value.len, html);
 		else if (bar)
 		{
@@ -266,102 +292,14 @@ render(text *template, Jsonb *payload, bool html)
 /*
  * bis.render(template text, payload jsonb, html boolean default false)
  */
+PG_FUNCTION_INFO_V1(bis_render);
+
 Datum
 bis_render(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(render(PG_GETARG_TEXT_PP(0),
-							PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
-							!PG_ARGISNULL(2) && PG_GETARG_BOOL(2)));
-}
-
-/* where bis._message finds a notification's columns, found once per call site */
-typedef struct MessageColumns
-{
-	Oid			rowtype;
-	int			payload;
-	int			message[3];		/* subject, body, body_html */
-} MessageColumns;
-
-static const char *const message_column_names[3] = {"subject", "body", "body_html"};
-
-static int
-column_number(TupleDesc tupdesc, const char *name, Oid type)
-{
-	int			i;
-
-	for (i = 0; i < tupdesc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0 &&
-			att->atttypid == type)
-			return i + 1;
-	}
-	elog(ERROR, "row type %s has no column \"%s\" of type %s",
-		 format_type_be(tupdesc->tdtypeid), name, format_type_be(type));
-	return 0;					/* keep compiler quiet */
-}
-
-/*
- * bis._message(n bis.notifications, subject text, body text, body_html text)
- * returns bis.notifications
- *
- * n with its message rendered from these templates against its payload: what
- * bis.claim hands out.  The message is not stored; rendering it again for a
- * later claim costs less than writing it into every row.
- */
-Datum
-bis__message(PG_FUNCTION_ARGS)
-{
-	HeapTupleHeader row;
-	Oid			rowtype;
-	TupleDesc	tupdesc;
-	MessageColumns *cols = (MessageColumns *) fcinfo->flinfo->fn_extra;
-	HeapTupleData tuple;
-	Datum		datum;
-	bool		payload_null;
-	Jsonb	   *payload;
-	Datum		values[3];
-	bool		nulls[3];
-	HeapTuple	result;
-	int			i;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	/* no templates (a restock enqueueing, not claiming): nothing to render */
-	if (PG_ARGISNULL(1) && PG_ARGISNULL(2) && PG_ARGISNULL(3))
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-
-	row = PG_GETARG_HEAPTUPLEHEADER(0);
-	rowtype = HeapTupleHeaderGetTypeId(row);
-	tupdesc = lookup_rowtype_tupdesc(rowtype, HeapTupleHeaderGetTypMod(row));
-	if (cols == NULL || cols->rowtype != rowtype)
-	{
-		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(MessageColumns));
-		cols->rowtype = rowtype;
-		cols->payload = column_number(tupdesc, "payload", JSONBOID);
-		for (i = 0; i < 3; i++)
-			cols->message[i] = column_number(tupdesc, message_column_names[i], TEXTOID);
-		fcinfo->flinfo->fn_extra = cols;
-	}
-
-	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = row;
-	datum = heap_getattr(&tuple, cols->payload, tupdesc, &payload_null);
-	payload = payload_null ? NULL : DatumGetJsonbP(datum);
-
-	for (i = 0; i < 3; i++)
-	{
-		nulls[i] = PG_ARGISNULL(i + 1);
-		if (!nulls[i])			/* the third, body_html, is HTML */
-			values[i] = PointerGetDatum(render(PG_GETARG_TEXT_PP(i + 1), payload, i == 2));
-	}
-	result = heap_modify_tuple_by_cols(&tuple, tupdesc, 3, cols->message, values, nulls);
-	ReleaseTupleDesc(tupdesc);
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+	PG_RETURN_TEXT_P(render_template(PG_GETARG_TEXT_PP(0),
+									 PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+									 !PG_ARGISNULL(2) && PG_GETARG_BOOL(2)));
 }

@@ -13,59 +13,33 @@
  * the part of the INSERT one for the levels bis's functions create.
  *
  * Both decide in C, with the column positions and the per-item thresholds
- * kept in backend-local caches.  Only a crossing runs SQL: bis._restock(),
- * through a plan prepared once, writes the restock event and enqueues the
- * first chunk of notifications.  A transaction that enqueued anything sends
- * NOTIFY bis_notifications at commit, once, unless a concurrent one will.
+ * kept in backend-local caches; only a crossing reaches restock().
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/relation.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
-#include "miscadmin.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
-#include "utils/catcache.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/syscache.h"
 
 #include "bis.h"
 
-/* the advisory lock (key pair BIS_NOTIFY_LOCK_KEY, 0) that coalesces wake-ups */
-#define BIS_NOTIFY_LOCK_KEY 0x62697321	/* "bis!" */
-
-/* the longest SKU bis.items accepts */
-#define BIS_SKU_MAXLEN 128
-
-#if PG_VERSION_NUM >= 140000
-#define BIS_HASH_STRINGS HASH_STRINGS
-#else
-#define BIS_HASH_STRINGS 0		/* string keys are the default before 14 */
-#endif
-
-/* Where a tracked table keeps the columns bis reads; one entry per trigger */
+/* A tracked table's columns, cached per trigger */
 typedef struct TrackedTable
 {
 	Oid			tgoid;			/* hash key: the trigger's OID */
 	Oid			relid;
 	bool		valid;			/* false once the relation changed */
-	AttrNumber	sku_attnum;
-	AttrNumber	quantity_attnum;
-	AttrNumber	locale_attnum;	/* InvalidAttrNumber when not tracked */
-	AttrNumber	external_id_attnum; /* likewise */
-	Oid			quantity_type;	/* INT2OID, INT4OID or INT8OID */
+	TrackedColumns cols;
 	char	   *source;			/* qualified table name, for restock events */
 } TrackedTable;
 
@@ -84,21 +58,6 @@ static bool item_thresholds_valid = false;
 static Oid	items_relid = InvalidOid;
 
 static SPIPlanPtr thresholds_plan = NULL;
-static SPIPlanPtr restock_plan = NULL;
-
-/* notifications enqueued by this backend so far; see bis._enqueued_total() */
-static int64 enqueued_total = 0;
-
-static const Oid text_types[] = {TEXTOID, VARCHAROID, InvalidOid};
-static const Oid quantity_types[] = {INT2OID, INT4OID, INT8OID, InvalidOid};
-
-/*
- * A crossing: $1 sku, $2 locale, $3 external_id, $4 old quantity (NULL for a
- * new row), $5 new quantity, $6 threshold, $7 source table.  bis._restock
- * records the restock event and enqueues the first chunk of notifications.
- */
-static const char restock_sql[] =
-"SELECT bis._restock($1, $2, $3, $4, $5, $6, $7)";
 
 static const char thresholds_sql[] =
 "SELECT i.sku, i.threshold FROM bis.items i WHERE i.threshold IS NOT NULL";
@@ -139,102 +98,10 @@ static MemoryContext
 cache_context(void)
 {
 	if (BisCacheContext == NULL)
-	{
-		if (CacheMemoryContext == NULL)
-			CreateCacheMemoryContext();
 		BisCacheContext = AllocSetContextCreate(CacheMemoryContext,
 												"bis cache",
 												ALLOCSET_SMALL_SIZES);
-	}
 	return BisCacheContext;
-}
-
-/*
- * The attribute number of the column that plays "role" (sku, quantity,
- * locale, external_id) in a tracked table, checked against the types that
- * role allows; InvalidAttrNumber for an absent optional column.
- */
-static AttrNumber
-resolve_column(Relation rel, const char *role, const char *colname,
-			   const Oid *allowed, const char *allowed_names, Oid *type)
-{
-	TupleDesc	tupdesc = RelationGetDescr(rel);
-	int			i;
-
-	if (colname == NULL || colname[0] == '\0')
-		return InvalidAttrNumber;
-
-	for (i = 0; i < tupdesc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
-		Oid			base;
-		const Oid  *t;
-
-		if (att->attisdropped || strcmp(NameStr(att->attname), colname) != 0)
-			continue;
-
-		base = getBaseType(att->atttypid);
-		for (t = allowed; OidIsValid(*t); t++)
-		{
-			if (*t == base)
-			{
-				if (type)
-					*type = base;
-				return att->attnum;
-			}
-		}
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("column \"%s\" of relation \"%s\" has type %s",
-						colname, RelationGetRelationName(rel),
-						format_type_be(att->atttypid)),
-				 errdetail("The %s column of a tracked table must be of type %s.",
-						   role, allowed_names)));
-	}
-
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("column \"%s\" of relation \"%s\" does not exist",
-					colname, RelationGetRelationName(rel)),
-			 errhint("Pass the name of the table's %s column to bis.track() as %s_column.",
-					 role, role)));
-	return InvalidAttrNumber;	/* keep compiler quiet */
-}
-
-/* Fill in where the columns named by the trigger's arguments are */
-static void
-resolve_columns(TrackedTable *tt, Relation rel, char **names)
-{
-	MemoryContext oldcxt;
-
-	if (names[0] == NULL || names[0][0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the sku column of a tracked table must be named")));
-	if (names[1] == NULL || names[1][0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the quantity column of a tracked table must be named")));
-
-	tt->relid = RelationGetRelid(rel);
-	tt->sku_attnum = resolve_column(rel, "sku", names[0], text_types,
-									"text or varchar", NULL);
-	tt->quantity_attnum = resolve_column(rel, "quantity", names[1],
-										 quantity_types,
-										 "smallint, integer or bigint",
-										 &tt->quantity_type);
-	tt->locale_attnum = resolve_column(rel, "locale", names[2], text_types,
-									   "text or varchar", NULL);
-	tt->external_id_attnum = resolve_column(rel, "external_id", names[3],
-											text_types, "text or varchar",
-											NULL);
-
-	oldcxt = MemoryContextSwitchTo(cache_context());
-	if (tt->source)
-		pfree(tt->source);
-	tt->source = pstrdup(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-													RelationGetRelationName(rel)));
-	MemoryContextSwitchTo(oldcxt);
 }
 
 /* The cached column positions for the table this trigger fired on */
@@ -242,6 +109,7 @@ static TrackedTable *
 tracked_table(TriggerData *trigdata)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
+	Relation	rel = trigdata->tg_relation;
 	TrackedTable *tt;
 	bool		found;
 
@@ -265,41 +133,48 @@ tracked_table(TriggerData *trigdata)
 	}
 	if (!tt->valid)
 	{
+		char	   *problem;
+
 		if (trigger->tgnargs != 4)
 			ereport(ERROR,
 					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 					 errmsg("trigger \"%s\" on relation \"%s\" must have 4 arguments",
-							trigger->tgname,
-							RelationGetRelationName(trigdata->tg_relation)),
+							trigger->tgname, RelationGetRelationName(rel)),
 					 errhint("Put the trigger on the table with bis.track().")));
 
 		/* an invalidation that arrives while we resolve clears this again */
 		tt->valid = true;
-		PG_TRY();
-		{
-			resolve_columns(tt, trigdata->tg_relation, trigger->tgargs);
-		}
-		PG_CATCH();
+		tt->relid = RelationGetRelid(rel);
+		problem = resolve_columns(rel, trigger->tgargs, &tt->cols);
+		if (problem != NULL)
 		{
 			tt->valid = false;
-			PG_RE_THROW();
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("cannot read the stock of relation \"%s\"",
+							RelationGetRelationName(rel)),
+					 errdetail("%s", problem),
+					 errhint("Track the table again with bis.track() and its current column names.")));
 		}
-		PG_END_TRY();
+		if (tt->source == NULL)
+			tt->source = MemoryContextStrdup(cache_context(),
+											 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+																		RelationGetRelationName(rel)));
 	}
 	return tt;
 }
 
 /* Read the quantity of a row; false when it is NULL */
 static bool
-read_quantity(HeapTuple tuple, TupleDesc tupdesc, TrackedTable *tt,
+read_quantity(HeapTuple tuple, TupleDesc tupdesc, const TrackedColumns *cols,
 			  int64 *quantity)
 {
 	bool		isnull;
-	Datum		d = heap_getattr(tuple, tt->quantity_attnum, tupdesc, &isnull);
+	Datum		d = heap_getattr(tuple, cols->quantity, tupdesc, &isnull);
 
 	if (isnull)
 		return false;
-	switch (tt->quantity_type)
+	switch (cols->quantity_type)
 	{
 		case INT2OID:
 			*quantity = DatumGetInt16(d);
@@ -314,29 +189,17 @@ read_quantity(HeapTuple tuple, TupleDesc tupdesc, TrackedTable *tt,
 	return true;
 }
 
-/* A text column of the row, or (Datum) 0 with *isnull set */
+/* A text column of the row, or 0 when it is NULL or not tracked */
 static Datum
-read_text(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum, bool *isnull)
+read_text(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum)
 {
+	bool		isnull;
+	Datum		d;
+
 	if (attnum == InvalidAttrNumber)
-	{
-		*isnull = true;
 		return (Datum) 0;
-	}
-	return heap_getattr(tuple, attnum, tupdesc, isnull);
-}
-
-/* Prepare a statement once for the life of the backend; caller is in SPI */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
+	d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+	return isnull ? (Datum) 0 : d;
 }
 
 /* Load the thresholds of the items that have their own; caller is in SPI */
@@ -349,19 +212,24 @@ load_item_thresholds(void)
 
 	if (item_thresholds != NULL)
 		hash_destroy(item_thresholds);
+	item_thresholds = NULL;
 	ctl.keysize = BIS_SKU_MAXLEN + 1;
 	ctl.entrysize = sizeof(ItemThreshold);
 	ctl.hcxt = cache_context();
 	item_thresholds = hash_create("bis item thresholds", 64, &ctl,
-								  HASH_ELEM | BIS_HASH_STRINGS | HASH_CONTEXT);
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	max_item_threshold = 0;
-
-	/* an invalidation that arrives during the load clears this again */
-	item_thresholds_valid = true;
 	items_relid = get_relname_relid("items", get_namespace_oid("bis", false));
 
 	if (thresholds_plan == NULL)
-		thresholds_plan = prepare_kept(thresholds_sql, 0, NULL);
+	{
+		SPIPlanPtr	plan = SPI_prepare(thresholds_sql, 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the item thresholds query: %s",
+				 SPI_result_code_string(SPI_result));
+		thresholds_plan = plan;
+	}
 	ret = SPI_execute_plan(thresholds_plan, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
@@ -382,51 +250,37 @@ load_item_thresholds(void)
 	SPI_freetuptable(SPI_tuptable);
 }
 
-/* Enter SPI as the owner of the trigger function */
-static void
-begin_as_owner(Oid fn_oid, Oid *save_userid, int *save_sec_context)
-{
-	HeapTuple	proctup;
-	Oid			owner;
-
-	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
-	if (!HeapTupleIsValid(proctup))
-		elog(ERROR, "cache lookup failed for function %u", fn_oid);
-	owner = ((Form_pg_proc) GETSTRUCT(proctup))->proowner;
-	ReleaseSysCache(proctup);
-
-	/*
-	 * As the foreign key triggers do: whoever may change the stock causes
-	 * restocks, without needing rights on bis's own tables.
-	 */
-	GetUserIdAndSecContext(save_userid, save_sec_context);
-	SetUserIdAndSecContext(owner, *save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_NOFORCE_RLS);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-static void
-end_as_owner(Oid save_userid, int save_sec_context)
-{
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-}
-
-/* Make sure the item thresholds are loaded and current */
+/*
+ * Make sure the item thresholds are loaded and current, reading bis.items as
+ * the owner of fn_oid.  The cache is marked valid before the load, so that an
+ * invalidation arriving during it clears the mark again, and invalid once
+ * more if the load fails (a lock timeout, say): a backend never goes on with
+ * a half-loaded cache.
+ */
 static void
 check_item_thresholds(Oid fn_oid)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	AsRole		as;
 
 	if (item_thresholds_valid)
 		return;
-	begin_as_owner(fn_oid, &save_userid, &save_sec_context);
-	load_item_thresholds();
-	end_as_owner(save_userid, save_sec_context);
+	begin_as_role(function_owner(fn_oid), false, &as);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	item_thresholds_valid = true;
+	PG_TRY();
+	{
+		load_item_thresholds();
+	}
+	PG_CATCH();
+	{
+		item_thresholds_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	end_as_role(&as);
 }
 
 /*
@@ -462,85 +316,6 @@ crosses(text *sku, bool has_old, int64 old_quantity, int64 new_quantity,
 }
 
 /*
- * Whether this transaction should send the wake-up.  Every NOTIFY takes a
- * database-wide lock at commit, so concurrent restocks take turns: the one
- * that gets this advisory lock (held to the end of its transaction) notifies,
- * and one that finds it taken leaves the wake-up to the holder, which has not
- * committed yet.  If the holder commits first or rolls back, the mailers'
- * timer delivers what was not announced.
- */
-static bool
-notify_turn(void)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, BIS_NOTIFY_LOCK_KEY, 0, 2);
-	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
-}
-
-/*
- * Record one crossing and enqueue its notifications; returns how many, and
- * arranges the transaction's wake-up if there were any
- */
-static int
-restock(Oid fn_oid, const char *source, Datum sku, Datum locale, bool locale_null,
-		Datum external_id, bool external_id_null, bool has_old, int64 old_quantity,
-		int64 new_quantity, int32 threshold)
-{
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			save_userid;
-	int			save_sec_context;
-	int			ret;
-	bool		isnull;
-	int			enqueued;
-
-	begin_as_owner(fn_oid, &save_userid, &save_sec_context);
-
-	if (restock_plan == NULL)
-	{
-		Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-		INT4OID, TEXTOID};
-
-		restock_plan = prepare_kept(restock_sql, 7, argtypes);
-	}
-
-	values[0] = sku;
-	values[1] = locale;
-	nulls[1] = locale_null ? 'n' : ' ';
-	values[2] = external_id;
-	nulls[2] = external_id_null ? 'n' : ' ';
-	values[3] = Int64GetDatum(old_quantity);
-	nulls[3] = has_old ? ' ' : 'n';
-	values[4] = Int64GetDatum(new_quantity);
-	values[5] = Int32GetDatum(threshold);
-	values[6] = CStringGetTextDatum(source);
-
-	ret = SPI_execute_plan(restock_plan, values, nulls, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	enqueued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-
-	end_as_owner(save_userid, save_sec_context);
-
-	if (enqueued > 0)
-	{
-		enqueued_total += enqueued;
-		if (bis_notify && notify_turn())
-		{
-			/*
-			 * Async_Notify folds identical notifications of one transaction
-			 * into one, so every crossing sends the same empty payload: the
-			 * tables hold the details, and NOTIFY carries no personal data.
-			 */
-			Async_Notify(BIS_CHANNEL, "");
-		}
-	}
-	return enqueued;
-}
-
-/*
  * bis._stock_trigger(sku_column, quantity_column, locale_column,
  *					  external_id_column)
  */
@@ -554,16 +329,8 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	HeapTuple	newtuple;
 	HeapTuple	oldtuple = NULL;
-	int64		new_quantity;
-	int64		old_quantity = 0;
-	bool		has_old = false;
-	Datum		sku;
-	Datum		locale;
-	Datum		external_id;
 	bool		sku_null;
-	bool		locale_null;
-	bool		external_id_null;
-	int32		threshold;
+	Crossing	c;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -594,24 +361,21 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(trigdata->tg_relation);
 
 	/* a NULL quantity is no stock; a NULL old one is a crossing from nothing */
-	if (!read_quantity(newtuple, tupdesc, tt, &new_quantity))
+	if (!read_quantity(newtuple, tupdesc, &tt->cols, &c.new_quantity))
 		return PointerGetDatum(NULL);
-	if (oldtuple != NULL)
-		has_old = read_quantity(oldtuple, tupdesc, tt, &old_quantity);
+	c.has_old = oldtuple != NULL &&
+		read_quantity(oldtuple, tupdesc, &tt->cols, &c.old_quantity);
 
-	sku = heap_getattr(newtuple, tt->sku_attnum, tupdesc, &sku_null);
+	c.sku = heap_getattr(newtuple, tt->cols.sku, tupdesc, &sku_null);
 	if (sku_null ||
-		!crosses(DatumGetTextPP(sku), has_old, old_quantity, new_quantity,
-				 fcinfo->flinfo->fn_oid, &threshold))
+		!crosses(DatumGetTextPP(c.sku), c.has_old, c.old_quantity,
+				 c.new_quantity, fcinfo->flinfo->fn_oid, &c.threshold))
 		return PointerGetDatum(NULL);
 
-	locale = read_text(newtuple, tupdesc, tt->locale_attnum, &locale_null);
-	external_id = read_text(newtuple, tupdesc, tt->external_id_attnum,
-							&external_id_null);
-
-	restock(fcinfo->flinfo->fn_oid, tt->source, sku, locale, locale_null,
-			external_id, external_id_null, has_old, old_quantity, new_quantity,
-			threshold);
+	c.source = tt->source;
+	c.locale = read_text(newtuple, tupdesc, tt->cols.locale);
+	c.external_id = read_text(newtuple, tupdesc, tt->cols.external_id);
+	restock(fcinfo->flinfo->fn_oid, &c);
 
 	return PointerGetDatum(NULL);
 }
@@ -630,23 +394,22 @@ PG_FUNCTION_INFO_V1(bis__new_stock_level);
 Datum
 bis__new_stock_level(PG_FUNCTION_ARGS)
 {
-	int64		quantity;
-	int32		threshold;
+	Crossing	c;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_INT32(0);
-	quantity = PG_GETARG_INT64(1);
-	if (!crosses(PG_GETARG_TEXT_PP(0), false, 0, quantity,
-				 fcinfo->flinfo->fn_oid, &threshold))
+	c.has_old = false;
+	c.old_quantity = 0;
+	c.new_quantity = PG_GETARG_INT64(1);
+	if (!crosses(PG_GETARG_TEXT_PP(0), false, 0, c.new_quantity,
+				 fcinfo->flinfo->fn_oid, &c.threshold))
 		PG_RETURN_INT32(0);
 
-	PG_RETURN_INT32(restock(fcinfo->flinfo->fn_oid, "bis.stock_levels",
-							PG_GETARG_DATUM(0),
-							PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
-							PG_ARGISNULL(2),
-							PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
-							PG_ARGISNULL(3),
-							false, 0, quantity, threshold));
+	c.source = "bis.stock_levels";
+	c.sku = PG_GETARG_DATUM(0);
+	c.locale = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	c.external_id = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	PG_RETURN_INT32(restock(fcinfo->flinfo->fn_oid, &c));
 }
 
 /*
@@ -693,32 +456,6 @@ bis__items_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * bis._check_columns(tbl, sku_column, quantity_column, locale_column,
- *					  external_id_column): raise the error the trigger would
- * raise for these columns, so that bis.track() refuses them up front.
- */
-PG_FUNCTION_INFO_V1(bis__check_columns);
-
-Datum
-bis__check_columns(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *names[4];
-	TrackedTable tt = {0};
-	Relation	rel;
-	int			i;
-
-	for (i = 0; i < 4; i++)
-		names[i] = PG_ARGISNULL(i + 1) ? NULL : NameStr(*PG_GETARG_NAME(i + 1));
-
-	rel = relation_open(relid, AccessShareLock);
-	resolve_columns(&tt, rel, names);
-	relation_close(rel, AccessShareLock);
-
-	PG_RETURN_VOID();
-}
-
-/*
  * bis._enqueued_total(): how many notifications this backend's restocks have
  * enqueued so far.  bis.set_stock() reports the difference it made.
  */
@@ -727,5 +464,5 @@ PG_FUNCTION_INFO_V1(bis__enqueued_total);
 Datum
 bis__enqueued_total(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(enqueued_total);
+	PG_RETURN_INT64(bis_enqueued_total);
 }

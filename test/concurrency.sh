@@ -28,6 +28,13 @@ q() { psql -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -d "$admin_db" \
     -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 q -c "CREATE EXTENSION bis"
+# every subscription ever made, as it was made: a used one leaves bis.subscriptions
+q <<'SQL'
+CREATE TABLE made (LIKE bis.subscriptions);
+CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN INSERT INTO public.made SELECT NEW.*; RETURN NULL; END $$;
+CREATE TRIGGER keep AFTER INSERT ON bis.subscriptions FOR EACH ROW EXECUTE FUNCTION keep();
+SQL
 
 # 20 items (every fifth with threshold 2, the rest the default 1), 200
 # contacts, 300 subscriptions, stock 0 for every SKU without a locale and for
@@ -117,30 +124,32 @@ q -At -c "SELECT sum(bis.set_stock(sku, 10, locale, external_id)) FROM bis.stock
 q -At -F ' ' -c "SELECT 'restock events:', (SELECT count(*) FROM bis.restock_events),
        'notifications:', (SELECT count(*) FROM bis.notifications),
        'subscriptions by status:', (SELECT string_agg(status || ' ' || n, ', ' ORDER BY status)
-                                      FROM (SELECT status, count(*) n FROM bis.subscriptions GROUP BY 1) s)"
+                                      FROM (SELECT status, count(*) n FROM bis.subscription_history
+                                             GROUP BY 1) s)"
 
 sql_check() { check "$1" "$(q -At -c "$2")"; }
 sql_check "no subscription has more than one notification" \
     "SELECT count(*) FROM (SELECT subscription_id FROM bis.notifications
                             GROUP BY subscription_id HAVING count(*) > 1) d"
-sql_check "every notified subscription has exactly one notification, of its restock event" \
-    "SELECT count(*) FROM bis.subscriptions s
-       LEFT JOIN (SELECT subscription_id, restock_event_id, count(*) AS n FROM bis.notifications
-                   GROUP BY 1, 2) n ON n.subscription_id = s.id AND n.restock_event_id = s.restock_event_id
-      WHERE s.status = 'notified' AND n.n IS DISTINCT FROM 1"
-sql_check "every notification's subscription is notified, for the same contact, SKU and channel" \
-    "SELECT count(*) FROM bis.notifications n LEFT JOIN bis.subscriptions s ON s.id = n.subscription_id
-      WHERE s.status IS DISTINCT FROM 'notified' OR s.restock_event_id IS DISTINCT FROM n.restock_event_id
-         OR (s.contact_id, s.sku, s.channel) IS DISTINCT FROM (n.contact_id, n.sku, n.channel)"
+sql_check "no used subscription is still waiting" \
+    "SELECT count(*) FROM bis.subscriptions s JOIN bis.notifications n ON n.subscription_id = s.id"
+sql_check "every notification is of a subscription made, with its contact, SKU, keys, channel and time" \
+    "SELECT count(*) FROM bis.notifications n LEFT JOIN made m ON m.id = n.subscription_id
+      WHERE (m.contact_id, m.sku, m.locale, m.external_id, m.channel, m.created_at)
+            IS DISTINCT FROM (n.contact_id, n.sku, n.locale, n.external_id, n.channel, n.subscribed_at)"
+sql_check "every subscription made is waiting, cancelled or used by one notification" \
+    "SELECT count(*) FROM made m
+      WHERE NOT EXISTS (SELECT FROM bis.subscriptions s WHERE s.id = m.id)
+        AND NOT EXISTS (SELECT FROM bis.notifications n WHERE n.subscription_id = m.id)"
 sql_check "every restock event: enqueued = its notifications, matched >= enqueued" \
     "SELECT count(*) FROM bis.restock_events e
        LEFT JOIN (SELECT restock_event_id, count(*) AS n FROM bis.notifications GROUP BY 1) n
               ON n.restock_event_id = e.id
       WHERE e.enqueued <> coalesce(n.n, 0) OR e.matched < e.enqueued"
 sql_check "every notification is of its event's SKU, and of its locale if the event has one" \
-    "SELECT count(*) FROM bis.notifications n JOIN bis.subscriptions s ON s.id = n.subscription_id
+    "SELECT count(*) FROM bis.notifications n
        LEFT JOIN bis.restock_events e ON e.id = n.restock_event_id
-      WHERE e.id IS NULL OR s.sku <> e.sku OR (e.locale IS NOT NULL AND s.locale IS DISTINCT FROM e.locale)"
+      WHERE e.id IS NULL OR n.sku <> e.sku OR (e.locale IS NOT NULL AND n.locale IS DISTINCT FROM e.locale)"
 sql_check "the final pass crossed every one of the 80 stock keys" \
     "SELECT 80 - count(*) FROM bis.restock_events WHERE old_quantity = 0 AND new_quantity = 10"
 sql_check "no active subscription left on a SKU the final pass restocked without a locale" \

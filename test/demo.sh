@@ -42,7 +42,7 @@ sql -e <<'SQL'
 CREATE EXTENSION bis;
 SELECT bis.upsert_items('[{"sku": "JKT-42", "title": "Storm jacket", "price": 149.00,
                            "currency": "EUR", "url": "https://shop.example/p/jkt-42"}]');
-SELECT bis.upsert_contact('ann', email => 'ann@example.com', locale => 'sv-SE');
+SELECT bis.upsert_contact('ann', email => 'ann@example.com', locale => 'sv-SE', first_name => 'Ann');
 SELECT bis.upsert_contact('bob', phone => '+46 70 123 45 67');
 SELECT bis.upsert_contact('eve', email => 'eve@example.com');
 SELECT bis.subscribe('ann', 'JKT-42', locale => 'sv-SE'),

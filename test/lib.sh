@@ -35,6 +35,7 @@ listen_addresses = ''
 port = 5432
 fsync = off
 max_connections = 50
+max_prepared_transactions = 5
 CONF
     "$bindir/pg_ctl" -D "$bis_dir/data" -l "$bis_dir/server.log" -w -s start
     trap 'pg_ctl_stop' EXIT

@@ -29,6 +29,7 @@ suite() {
 }
 
 suite "pg_regress and isolation" make -s installcheck
+suite "upgrade: fresh installation = 0.1 updated step by step" test/upgrade.sh
 psql -X -q -c "CREATE DATABASE bis_tap" -d postgres
 psql -X -q -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION bis" -d bis_tap
 suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql

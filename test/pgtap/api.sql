@@ -3,16 +3,16 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(92);
+SELECT plan(94);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
 INSERT INTO api VALUES
   ('upsert_items', '{jsonb}', 'integer', '{items}', 'items jsonb'),
-  ('upsert_contact', '{text,text,text,text,text}', 'text',
-   '{contact_id,email,phone,locale,time_zone}',
+  ('upsert_contact', '{text,text,text,text,text,text}', 'text',
+   '{contact_id,email,phone,locale,time_zone,first_name}',
    'contact_id text, email text DEFAULT NULL::text, phone text DEFAULT NULL::text, '
-   'locale text DEFAULT NULL::text, time_zone text DEFAULT NULL::text'),
+   'locale text DEFAULT NULL::text, time_zone text DEFAULT NULL::text, first_name text DEFAULT NULL::text'),
   ('set_stock', '{text,integer,text,text}', 'integer', '{sku,quantity,locale,external_id}',
    'sku text, quantity integer, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text'),
   ('put_stock_levels', '{jsonb}', 'integer', '{levels}', 'levels jsonb'),
@@ -20,14 +20,15 @@ INSERT INTO api VALUES
    'contact_id text, sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, '
    'channel text DEFAULT ''email''::text'),
   ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
-  ('contact_subscriptions', '{text}', 'setof bis.subscriptions', '{contact_id}', 'contact_id text'),
+  ('contact_subscriptions', '{text}', 'setof bis.subscription_history', '{contact_id}', 'contact_id text'),
   ('track', '{regclass,name,name,name,name}', 'void',
    '{tbl,sku_column,quantity_column,locale_column,external_id_column}',
    'tbl regclass, sku_column name DEFAULT ''sku''::name, quantity_column name DEFAULT ''quantity''::name, '
    'locale_column name DEFAULT NULL::name, external_id_column name DEFAULT NULL::name'),
   ('untrack', '{regclass}', 'void', '{tbl}', 'tbl regclass'),
-  ('claim', '{text,integer,interval}', 'setof bis.notifications', '{worker,max_rows,lease}',
-   'worker text, max_rows integer DEFAULT 100, lease interval DEFAULT ''00:05:00''::interval'),
+  ('claim', '{text,integer,interval,text[]}', 'setof bis.message', '{worker,max_rows,lease,channels}',
+   'worker text, max_rows integer DEFAULT 100, lease interval DEFAULT ''00:05:00''::interval, '
+   'channels text[] DEFAULT NULL::text[]'),
   ('ack', '{bigint[],text}', 'integer', '{ids,worker}', 'ids bigint[], worker text DEFAULT NULL::text'),
   ('fail', '{bigint,text,boolean,text}', 'text', '{id,error,retry,worker}',
    'id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL::text'),
@@ -39,7 +40,7 @@ INSERT INTO api VALUES
   ('render', '{text,jsonb,boolean}', 'text', '{template,payload,html}',
    'template text, payload jsonb, html boolean DEFAULT false');
 
--- schema, tables, view (1 + 1 + 7 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 7 + 2 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
                                'restock_events', 'notifications', 'templates']);
@@ -47,6 +48,8 @@ SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
                     'restock_events', 'notifications', 'templates']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
+SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
+SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
 -- each public function: exists with these argument types, returns, argument names (17 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
@@ -128,8 +131,9 @@ SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p,
            aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x
      WHERE p.pronamespace = 'bis'::regnamespace AND x.grantee = 0
-       AND p.oid <> 'bis._crossing(text, bigint, bigint)'::regprocedure$$,
-  'no function in bis is executable by PUBLIC but the WHEN clause of its triggers');
+       AND p.oid NOT IN ('bis._crossing(text, bigint, bigint)'::regprocedure,
+                         'bis._trigger_args(bytea)'::regprocedure)$$,
+  'no function in bis is executable by PUBLIC but the WHEN clause of its triggers and the decoder of bis.tracked_tables');
 SELECT is_empty(
   $$SELECT c.oid::regclass, x.privilege_type FROM pg_class c,
            aclexplode(coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
@@ -146,8 +150,8 @@ SELECT col_is_pk('bis', 'notifications', 'id', 'bis.notifications is keyed by id
 SELECT hasnt_pk('bis', 'stock_levels', 'bis.stock_levels has no primary key (locale, external_id may be NULL)');
 SELECT index_is_unique('bis', 'stock_levels', 'stock_levels_key',
                        'bis.stock_levels is unique on sku, locale and external_id');
-SELECT col_is_unique('bis', 'notifications', ARRAY['subscription_id', 'kind']::name[],
-                     'one notification per subscription and kind');
+SELECT has_index('bis', 'notifications', 'notifications_contact_idx', ARRAY['contact_id']::name[],
+                 'a contact''s notifications are found by an index');
 
 -- triggers (3 + 2 + 1): bis.stock_levels has none on INSERT, so that pg_restore's rows are not restocks
 SELECT hasnt_trigger('bis', 'stock_levels', 'bis_stock_insert', 'bis.stock_levels has no trigger bis_stock_insert');

@@ -225,12 +225,12 @@ SELECT throws_ok($$INSERT INTO bis.templates (channel, locale, body) VALUES ('sm
 CREATE TABLE renamed (sku text, quantity int);
 SELECT bis.track('renamed');
 SELECT throws_ok($$ALTER TABLE renamed RENAME COLUMN quantity TO qty$$,
-  '2BP01', 'cannot alter a column that bis reads in table "public.renamed"', 'renaming a tracked column');
+  '2BP01', 'cannot alter a column that bis reads in table "renamed"', 'renaming a tracked column');
 CREATE TABLE parted (sku text, quantity int, region text) PARTITION BY LIST (region);
 CREATE TABLE parted_a PARTITION OF parted FOR VALUES IN ('a');
 SELECT bis.track('parted');
 SELECT throws_ok($$SELECT bis.untrack('parted_a')$$,
-  '55000', 'table "public.parted_a" is tracked through partitioned table "public.parted"',
+  '55000', 'table "parted_a" is tracked through partitioned table "parted"',
   'untrack a partition of a tracked table');
 
 -- whole numbers written with a fraction of zero, JSON nulls, a SKU of the wrong JSON type

@@ -1,0 +1,1481 @@
+/*
+ * bis.sql: the current definition of bis, in one place.
+ *
+ * The install script of the current version, bis--X.Y.sql, is this file
+ * (make builds it); upgrade scripts bis--X.Y--X.Z.sql hold only what changed.
+ * Sections: the schema and settings; the catalog (items, contacts); stock and
+ * tracking; subscriptions; restocks and matching; the queue; templates;
+ * housekeeping; privileges.
+ */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION bis" to load this file. \quit
+
+/*
+ * The schema and settings
+ */
+
+-- the extension's own schema: DROP EXTENSION takes it with everything in it
+CREATE SCHEMA bis;
+COMMENT ON SCHEMA bis IS 'bis: back-in-stock notifications, restocks matched to subscriptions inside the stock transaction';
+
+CREATE FUNCTION bis._settings(OUT notification_ttl interval, OUT max_attempts integer,
+                              OUT retry_base_delay interval, OUT retry_max_delay interval,
+                              OUT default_locale text, OUT retention interval,
+                              OUT expand_chunk integer, OUT wave_per_unit integer,
+                              OUT wave_interval interval)
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__settings';
+COMMENT ON FUNCTION bis._settings() IS 'The settings bis''s SQL functions use, typed; calling it loads the library that defines them';
+
+/*
+ * Checks shared by the functions that take input
+ */
+
+CREATE FUNCTION bis._check_sku(sku text, element bigint DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF sku IS NULL THEN
+        IF element IS NULL THEN
+            RAISE EXCEPTION 'SKU must not be null' USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        RAISE EXCEPTION 'SKU must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = format('Element %s of the array is the first that is invalid.', element);
+    END IF;
+    IF sku !~ '^[A-Za-z0-9_-]{1,128}$' THEN
+        IF element IS NULL THEN
+            RAISE EXCEPTION 'invalid SKU "%"', left(sku, 200) USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'A SKU has 1 to 128 letters, digits, hyphens or underscores.';
+        END IF;
+        RAISE EXCEPTION 'invalid SKU "%"', left(sku, 200) USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A SKU has 1 to 128 letters, digits, hyphens or underscores.',
+            HINT = format('Element %s of the array is the first that is invalid.', element);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_sku(text, bigint) IS 'Raises an error for a SKU bis.items would refuse, naming the array element if given';
+
+-- a locale or an external id: NULL for none, never empty, and of bounded length
+CREATE FUNCTION bis._check_key(kind text, value text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF value = '' THEN
+        RAISE EXCEPTION '% must not be an empty string', kind USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Pass NULL for no %s.', kind);
+    END IF;
+    IF kind = 'locale' AND (length(value) > 35 OR value !~ '^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$') THEN
+        RAISE EXCEPTION 'invalid locale "%"', left(value, 40) USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A locale is a language code with an optional region, such as "sv" or "sv-SE", of at most 35 characters.';
+    END IF;
+    IF kind <> 'locale' AND length(value) > 255 THEN
+        RAISE EXCEPTION '% is too long', kind USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = format('The %s given has %s characters; at most 255 are allowed.', kind, length(value));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_key(text, text) IS 'Raises an error for an empty, malformed or too long locale or external id';
+
+CREATE FUNCTION bis._batch_error(element bigint, message text, detail text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    hint text := format('Element %s of the array is the first that is invalid.', element);
+BEGIN
+    IF detail IS NULL THEN
+        RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_parameter_value', DETAIL = detail, HINT = hint;
+END
+$$;
+COMMENT ON FUNCTION bis._batch_error(bigint, text, text) IS 'Raises invalid_parameter_value for an element of a JSON batch';
+
+CREATE FUNCTION bis._json_field(e jsonb, field text, want text, element bigint) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v jsonb := e->field;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) IN (want, 'null') THEN
+        RETURN v;
+    END IF;
+    PERFORM bis._batch_error(element, format('field "%s" must be a JSON %s, not %s', field, want, jsonb_typeof(v)), NULL);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION bis._json_field(jsonb, text, text, bigint) IS 'The field of a batch element, checked to be of JSON type want or null';
+
+CREATE FUNCTION bis._check_batch(batch jsonb, fields text[], required text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+    k text;
+BEGIN
+    IF batch IS NULL THEN
+        RAISE EXCEPTION 'batch must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_typeof(batch) <> 'array' THEN
+        RAISE EXCEPTION 'batch must be a JSON array, not %', jsonb_typeof(batch)
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Wrap a single element in brackets: [{...}].';
+    END IF;
+    FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(batch) WITH ORDINALITY a LOOP
+        IF jsonb_typeof(e) <> 'object' THEN
+            PERFORM bis._batch_error(n, format('array element must be a JSON object, not %s', jsonb_typeof(e)), NULL);
+        END IF;
+        FOR k IN SELECT jsonb_object_keys(e) LOOP
+            IF NOT k = ANY (fields) THEN
+                PERFORM bis._batch_error(n, format('unrecognized field "%s"', left(k, 100)),
+                    format('The fields are %s.', array_to_string(fields, ', ')));
+            END IF;
+        END LOOP;
+        FOREACH k IN ARRAY required LOOP
+            IF NOT e ? k THEN
+                PERFORM bis._batch_error(n, format('field "%s" is missing', k), NULL);
+            END IF;
+        END LOOP;
+        PERFORM bis._json_field(e, 'sku', 'string', n);
+        PERFORM bis._check_sku(e->>'sku', n);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._check_batch(jsonb, text[], text[]) IS 'Raises an error for a JSON batch that is not an array of objects with known fields, the required ones and valid SKUs';
+
+CREATE FUNCTION bis._interval(value text) RETURNS interval
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    RETURN value::interval;
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow
+               OR invalid_parameter_value THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION bis._interval(text) IS 'The text as an interval, or NULL if it is not one';
+
+CREATE FUNCTION bis._check_quantity(quantity numeric, element bigint DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    hint text := CASE WHEN element IS NULL THEN 'Set a quantity of 0 or more.'
+                      ELSE format('Element %s of the array is the first that is invalid.', element) END;
+BEGIN
+    IF quantity IS NULL THEN
+        RAISE EXCEPTION 'quantity must not be null' USING ERRCODE = 'null_value_not_allowed', HINT = hint;
+    END IF;
+    IF quantity < 0 THEN
+        RAISE EXCEPTION 'quantity must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The quantity given is %s.', quantity), HINT = hint;
+    END IF;
+    IF quantity <> trunc(quantity) THEN
+        RAISE EXCEPTION 'quantity must be a whole number' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The quantity given is %s.', quantity), HINT = hint;
+    END IF;
+    IF quantity > 2147483647 THEN
+        RAISE EXCEPTION 'quantity % is out of range', quantity USING ERRCODE = 'numeric_value_out_of_range',
+            DETAIL = 'A quantity is at most 2147483647.', HINT = hint;
+    END IF;
+    RETURN quantity::integer;
+END
+$$;
+COMMENT ON FUNCTION bis._check_quantity(numeric, bigint) IS 'The quantity as an integer, or an error for a NULL, negative, fractional or too large one';
+
+CREATE FUNCTION bis._check_duplicates(keys text[], what text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    dup record;
+BEGIN
+    SELECT k.key, array_agg(k.n ORDER BY k.n) AS elements INTO dup
+      FROM unnest(keys) WITH ORDINALITY AS k(key, n)
+     GROUP BY k.key HAVING count(*) > 1
+     ORDER BY min(k.n) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% appears more than once in the batch', dup.key USING ERRCODE = 'cardinality_violation',
+            DETAIL = format('Elements %s and %s have the same %s.',
+                            array_to_string(dup.elements[1:cardinality(dup.elements) - 1], ', '),
+                            dup.elements[cardinality(dup.elements)], what),
+            HINT = 'Send each one once, with its final values.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_duplicates(text[], text) IS 'Raises cardinality_violation for the first key that appears twice in a batch';
+
+/*
+ * The catalog: items and contacts
+ */
+
+CREATE TABLE bis.items (
+    sku text PRIMARY KEY
+        CONSTRAINT items_sku_check CHECK (sku ~ '^[A-Za-z0-9_-]{1,128}$'),
+    title text,
+    url text,
+    image_url text,
+    price numeric CHECK (price >= 0),
+    compare_at_price numeric CHECK (compare_at_price >= 0),
+    currency text,
+    category text,
+    status text NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'draft', 'archived')),
+    attributes jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
+    threshold integer CHECK (threshold >= 1),
+    alerts_enabled boolean NOT NULL DEFAULT true,
+    -- bounded so that a wave's size and time never overflow
+    wave_per_unit integer CHECK (wave_per_unit BETWEEN 1 AND 1000000),
+    wave_interval interval CHECK (wave_interval BETWEEN interval '1 second' AND interval '365 days'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    -- what reaches a message's link: web addresses only, never javascript: or data:
+    CONSTRAINT items_url_check CHECK (length(url) <= 2048 AND url ~* '^https?://[^[:space:][:cntrl:]]+$'),
+    CONSTRAINT items_image_url_check
+        CHECK (length(image_url) <= 2048 AND image_url ~* '^https?://[^[:space:][:cntrl:]]+$')
+);
+-- the trigger loads the items that have a threshold of their own
+CREATE INDEX items_threshold_idx ON bis.items (sku) INCLUDE (threshold)
+    WHERE threshold IS NOT NULL;
+
+COMMENT ON TABLE bis.items IS 'The catalog: one row per SKU, with the product data a message needs';
+COMMENT ON COLUMN bis.items.sku IS 'Stock keeping unit: 1 to 128 letters, digits, hyphens or underscores';
+COMMENT ON COLUMN bis.items.title IS 'Product title';
+COMMENT ON COLUMN bis.items.url IS 'Product page: an http or https address';
+COMMENT ON COLUMN bis.items.image_url IS 'Product image: an http or https address';
+COMMENT ON COLUMN bis.items.price IS 'Current price';
+COMMENT ON COLUMN bis.items.compare_at_price IS 'Price before a sale';
+COMMENT ON COLUMN bis.items.currency IS 'Currency of the prices, such as EUR';
+COMMENT ON COLUMN bis.items.category IS 'Product category';
+COMMENT ON COLUMN bis.items.status IS 'active, draft or archived, as in Shopify';
+COMMENT ON COLUMN bis.items.attributes IS 'Free-form product attributes, a JSON object';
+COMMENT ON COLUMN bis.items.threshold IS 'Quantity at which the SKU is back in stock; NULL: the setting bis.default_threshold';
+COMMENT ON COLUMN bis.items.alerts_enabled IS 'Whether a restock of this SKU notifies its subscribers';
+COMMENT ON COLUMN bis.items.wave_per_unit IS 'Subscribers notified per unit in stock in each wave, 1 to 1000000; NULL: the setting bis.wave_per_unit';
+COMMENT ON COLUMN bis.items.wave_interval IS 'Time between waves, 1 second to 365 days; NULL: the setting bis.wave_interval';
+COMMENT ON COLUMN bis.items.created_at IS 'When the item was added';
+COMMENT ON COLUMN bis.items.updated_at IS 'When the item was last changed';
+
+CREATE FUNCTION bis._items_changed() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__items_changed';
+COMMENT ON FUNCTION bis._items_changed() IS 'Statement trigger on bis.items: makes every backend reload the item thresholds it caches';
+
+CREATE TRIGGER items_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bis.items
+    FOR EACH STATEMENT EXECUTE FUNCTION bis._items_changed();
+
+-- an item's URL field: an http or https address, or an error naming the element
+CREATE FUNCTION bis._check_url(field text, value text, element bigint) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF length(value) > 2048 OR value !~* '^https?://[^[:space:][:cntrl:]]+$' THEN
+        PERFORM bis._batch_error(element, format('invalid %s "%s"', field, left(value, 100)),
+            'An item''s addresses start with "https://" or "http://", have no spaces and at most 2048 characters.');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_url(text, text, bigint) IS 'Raises an error for an item URL that is not an http or https address';
+
+CREATE FUNCTION bis.upsert_items(items jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+    k text;
+    v jsonb;
+    done integer := 0;
+BEGIN
+    PERFORM bis._check_batch(items,
+        ARRAY['sku', 'title', 'url', 'image_url', 'price', 'compare_at_price', 'currency',
+              'category', 'status', 'attributes', 'threshold', 'alerts_enabled',
+              'wave_per_unit', 'wave_interval'],
+        ARRAY['sku']);
+    PERFORM bis._check_duplicates(
+        ARRAY(SELECT format('SKU "%s"', a->>'sku') FROM jsonb_array_elements(items) a), 'SKU');
+
+    FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(items) WITH ORDINALITY a LOOP
+        FOREACH k IN ARRAY ARRAY['title', 'url', 'image_url', 'currency', 'category', 'status'] LOOP
+            PERFORM bis._json_field(e, k, 'string', n);
+        END LOOP;
+        PERFORM bis._check_url('url', e->>'url', n);
+        PERFORM bis._check_url('image_url', e->>'image_url', n);
+        PERFORM bis._json_field(e, 'attributes', 'object', n);
+        PERFORM bis._json_field(e, 'alerts_enabled', 'boolean', n);
+        FOREACH k IN ARRAY ARRAY['price', 'compare_at_price'] LOOP
+            IF (bis._json_field(e, k, 'number', n) #>> '{}')::numeric < 0 THEN
+                PERFORM bis._batch_error(n, format('%s must not be negative', k),
+                                         format('The %s given is %s.', k, e->k));
+            END IF;
+        END LOOP;
+        v := bis._json_field(e, 'threshold', 'number', n);
+        IF (v #>> '{}')::numeric < 1 OR (v #>> '{}')::numeric > 2147483647
+           OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+            PERFORM bis._batch_error(n, format('invalid threshold %s', v),
+                'A threshold is a whole number from 1 to 2147483647, or null for the setting bis.default_threshold.');
+        END IF;
+        v := bis._json_field(e, 'wave_per_unit', 'number', n);
+        IF (v #>> '{}')::numeric < 1 OR (v #>> '{}')::numeric > 1000000
+           OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+            PERFORM bis._batch_error(n, format('invalid wave_per_unit %s', v),
+                'A wave_per_unit is a whole number from 1 to 1000000, or null for the setting bis.wave_per_unit.');
+        END IF;
+        v := bis._json_field(e, 'wave_interval', 'string', n);
+        IF jsonb_typeof(v) = 'string'
+           AND coalesce(bis._interval(v #>> '{}') NOT BETWEEN interval '1 second' AND interval '365 days', true) THEN
+            PERFORM bis._batch_error(n, format('invalid wave_interval %s', left(v::text, 100)),
+                'A wave interval is from 1 second to 365 days, such as "30 minutes", or null for the setting bis.wave_interval.');
+        END IF;
+        IF e->>'status' NOT IN ('active', 'draft', 'archived') THEN
+            PERFORM bis._batch_error(n, format('invalid status "%s"', left(e->>'status', 100)),
+                'The statuses are active, draft and archived.');
+        END IF;
+
+        -- a field left out keeps its value; a field given as null is cleared
+        INSERT INTO bis.items AS i (sku, title, url, image_url, price, compare_at_price, currency,
+                                    category, status, attributes, threshold, alerts_enabled,
+                                    wave_per_unit, wave_interval)
+        VALUES (e->>'sku', e->>'title', e->>'url', e->>'image_url', (e->>'price')::numeric,
+                (e->>'compare_at_price')::numeric, e->>'currency', e->>'category',
+                coalesce(e->>'status', 'active'), coalesce(nullif(e->'attributes', 'null'), '{}'),
+                (e->>'threshold')::numeric::integer, coalesce((e->>'alerts_enabled')::boolean, true),
+                (e->>'wave_per_unit')::numeric::integer, (e->>'wave_interval')::interval)
+        ON CONFLICT (sku) DO UPDATE SET
+            title = CASE WHEN e ? 'title' THEN excluded.title ELSE i.title END,
+            url = CASE WHEN e ? 'url' THEN excluded.url ELSE i.url END,
+            image_url = CASE WHEN e ? 'image_url' THEN excluded.image_url ELSE i.image_url END,
+            price = CASE WHEN e ? 'price' THEN excluded.price ELSE i.price END,
+            compare_at_price = CASE WHEN e ? 'compare_at_price' THEN excluded.compare_at_price
+                                    ELSE i.compare_at_price END,
+            currency = CASE WHEN e ? 'currency' THEN excluded.currency ELSE i.currency END,
+            category = CASE WHEN e ? 'category' THEN excluded.category ELSE i.category END,
+            status = CASE WHEN e ? 'status' THEN excluded.status ELSE i.status END,
+            attributes = CASE WHEN e ? 'attributes' THEN excluded.attributes ELSE i.attributes END,
+            threshold = CASE WHEN e ? 'threshold' THEN excluded.threshold ELSE i.threshold END,
+            alerts_enabled = CASE WHEN e ? 'alerts_enabled' THEN excluded.alerts_enabled
+                                  ELSE i.alerts_enabled END,
+            wave_per_unit = CASE WHEN e ? 'wave_per_unit' THEN excluded.wave_per_unit
+                                 ELSE i.wave_per_unit END,
+            wave_interval = CASE WHEN e ? 'wave_interval' THEN excluded.wave_interval
+                                 ELSE i.wave_interval END,
+            updated_at = now();
+        done := done + 1;
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.upsert_items(jsonb) IS 'Inserts or updates catalog items from a JSON array of objects; a field left out keeps its value; returns how many items were written';
+
+CREATE TABLE bis.contacts (
+    contact_id text PRIMARY KEY CHECK (contact_id <> ''),
+    email text,
+    phone text,
+    locale text,
+    time_zone text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    first_name text,
+    -- bounded: an address or a name never takes a megabyte
+    CONSTRAINT contacts_limits_check CHECK (length(contact_id) <= 255 AND length(email) <= 254
+                                            AND length(phone) <= 32 AND length(locale) <= 35
+                                            AND length(time_zone) <= 64 AND length(first_name) <= 200)
+);
+
+COMMENT ON TABLE bis.contacts IS 'Who is notified: one row per contact id chosen by the application';
+COMMENT ON COLUMN bis.contacts.contact_id IS 'The application''s id for the contact, 1 to 255 characters';
+COMMENT ON COLUMN bis.contacts.email IS 'Address for the email channel';
+COMMENT ON COLUMN bis.contacts.phone IS 'Number for the sms channel';
+COMMENT ON COLUMN bis.contacts.locale IS 'Preferred language of messages, such as sv-SE';
+COMMENT ON COLUMN bis.contacts.time_zone IS 'IANA time zone, such as Europe/Stockholm';
+COMMENT ON COLUMN bis.contacts.created_at IS 'When the contact was added';
+COMMENT ON COLUMN bis.contacts.updated_at IS 'When the contact was last changed';
+COMMENT ON COLUMN bis.contacts.first_name IS 'First name, for messages that greet the contact';
+
+CREATE FUNCTION bis.upsert_contact(contact_id text, email text DEFAULT NULL, phone text DEFAULT NULL,
+                                   locale text DEFAULT NULL, time_zone text DEFAULT NULL,
+                                   first_name text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF upsert_contact.contact_id IS NULL THEN
+        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF upsert_contact.contact_id = '' THEN
+        RAISE EXCEPTION 'contact_id must not be an empty string' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(upsert_contact.contact_id) > 255 THEN
+        RAISE EXCEPTION 'contact_id is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = format('The contact_id given has %s characters; at most 255 are allowed.',
+                            length(upsert_contact.contact_id));
+    END IF;
+    IF length(upsert_contact.email) > 254 THEN
+        RAISE EXCEPTION 'email address is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = format('The address given has %s characters; an email address has at most 254.',
+                            length(upsert_contact.email));
+    END IF;
+    IF upsert_contact.email !~ '^[^][@[:space:][:cntrl:]<>(),;:"\\]+@[^][@[:space:][:cntrl:]<>(),;:"\\]+$' THEN
+        RAISE EXCEPTION 'invalid email address "%"', upsert_contact.email
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'An email address has one "@", and no spaces, quotes, brackets, commas, colons or semicolons.';
+    END IF;
+    IF upsert_contact.phone !~ '^\+?[0-9][0-9 ()-]{2,30}$' THEN
+        RAISE EXCEPTION 'invalid phone number "%"', left(upsert_contact.phone, 40)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A phone number has 3 to 31 digits, spaces, hyphens and parentheses, and may start with "+".';
+    END IF;
+    PERFORM bis._check_key('locale', upsert_contact.locale);
+    IF length(upsert_contact.time_zone) > 64 THEN
+        RAISE EXCEPTION 'time zone "%" not recognized', left(upsert_contact.time_zone, 70)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- raises invalid_parameter_value for an unrecognized time zone
+    PERFORM pg_catalog.timezone(upsert_contact.time_zone, now());
+    IF length(upsert_contact.first_name) > 200 THEN
+        RAISE EXCEPTION 'first_name is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = format('The first_name given has %s characters; at most 200 are allowed.',
+                            length(upsert_contact.first_name));
+    END IF;
+
+    -- an argument left NULL keeps the value the contact has
+    INSERT INTO bis.contacts AS c (contact_id, email, phone, locale, time_zone, first_name)
+    VALUES (upsert_contact.contact_id, upsert_contact.email, upsert_contact.phone,
+            upsert_contact.locale, upsert_contact.time_zone, upsert_contact.first_name)
+    ON CONFLICT ON CONSTRAINT contacts_pkey DO UPDATE SET
+        email = coalesce(excluded.email, c.email),
+        phone = coalesce(excluded.phone, c.phone),
+        locale = coalesce(excluded.locale, c.locale),
+        time_zone = coalesce(excluded.time_zone, c.time_zone),
+        first_name = coalesce(excluded.first_name, c.first_name),
+        updated_at = now();
+    RETURN upsert_contact.contact_id;
+END
+$$;
+COMMENT ON FUNCTION bis.upsert_contact(text, text, text, text, text, text) IS 'Creates a contact or updates the values given (NULL keeps the old one); returns the contact id';
+
+/*
+ * Stock and tracking
+ */
+
+CREATE TABLE bis.stock_levels (
+    sku text NOT NULL CHECK (sku ~ '^[A-Za-z0-9_-]{1,128}$'),
+    locale text CHECK (locale <> ''),
+    external_id text CHECK (external_id <> ''),
+    quantity integer NOT NULL CHECK (quantity >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- an absent locale or external_id is a key of its own (NULLS NOT DISTINCT needs 15)
+CREATE UNIQUE INDEX stock_levels_key ON bis.stock_levels
+    (sku, (coalesce(locale, '')), (coalesce(external_id, '')));
+
+COMMENT ON TABLE bis.stock_levels IS 'Stock per SKU, locale and external id, for applications that keep none of their own; tracked by bis';
+COMMENT ON COLUMN bis.stock_levels.sku IS 'The SKU';
+COMMENT ON COLUMN bis.stock_levels.locale IS 'Market of this stock level, or NULL';
+COMMENT ON COLUMN bis.stock_levels.external_id IS 'Warehouse or external system''s id of this stock level, or NULL';
+COMMENT ON COLUMN bis.stock_levels.quantity IS 'Units in stock';
+COMMENT ON COLUMN bis.stock_levels.updated_at IS 'When the quantity was last set';
+
+-- The C functions of the restock path (src/trigger.c, src/restock.c)
+CREATE FUNCTION bis._stock_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__stock_trigger';
+COMMENT ON FUNCTION bis._stock_trigger() IS 'Row trigger put on inventory tables by bis.track(): records restocks and enqueues notifications';
+
+CREATE FUNCTION bis._crossing(sku text, old_quantity bigint, new_quantity bigint) RETURNS boolean
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__crossing';
+COMMENT ON FUNCTION bis._crossing(text, bigint, bigint) IS 'Whether a change of quantity crosses the SKU''s threshold: the WHEN clause of bis''s triggers';
+
+CREATE FUNCTION bis._new_stock_level(sku text, quantity bigint, locale text, external_id text)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'bis__new_stock_level';
+COMMENT ON FUNCTION bis._new_stock_level(text, bigint, text, text) IS 'A level just inserted into bis.stock_levels by bis''s own functions: a crossing from nothing at or above the SKU''s threshold; returns how many notifications it enqueued';
+
+CREATE FUNCTION bis._enqueued_total() RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'bis__enqueued_total';
+COMMENT ON FUNCTION bis._enqueued_total() IS 'Notifications enqueued by this session''s restocks so far';
+
+-- the one place where bis.set_stock and bis.put_stock_levels write levels;
+-- levels is their checked JSON array of {"sku", "quantity", "locale", "externalId"}
+CREATE FUNCTION bis._store_levels(levels jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    before bigint := bis._enqueued_total();
+    l record;
+BEGIN
+    -- a restock takes its SKU's turn after the stock row; taking the turns
+    -- first keeps writers of one SKU's stock rows from deadlocking
+    PERFORM FROM bis.items i
+     WHERE i.sku IN (SELECT a->>'sku' FROM jsonb_array_elements(levels) a)
+     ORDER BY i.sku FOR NO KEY UPDATE;
+
+    -- new levels, in key order as a concurrent batch takes them; each is a
+    -- crossing from nothing if it is at or above its threshold
+    FOR l IN
+        INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
+        SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
+          FROM jsonb_array_elements(levels) a
+         ORDER BY a->>'sku', coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
+        ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO NOTHING
+        RETURNING s.sku, s.quantity, s.locale, s.external_id
+    LOOP
+        PERFORM bis._new_stock_level(l.sku, l.quantity, l.locale, l.external_id);
+    END LOOP;
+
+    -- then every level, in the same order (the UPDATE trigger sees the
+    -- crossings); a row that already holds these values, as one just
+    -- inserted does, is left alone
+    INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
+    SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
+      FROM jsonb_array_elements(levels) a
+     ORDER BY a->>'sku', coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
+    ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
+        quantity = excluded.quantity,
+        updated_at = now()
+     WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, now());
+    RETURN bis._enqueued_total() - before;
+END
+$$;
+COMMENT ON FUNCTION bis._store_levels(jsonb) IS 'Writes checked stock levels into bis.stock_levels for bis.set_stock and bis.put_stock_levels, new levels counting as crossings from nothing; returns how many notifications the changes enqueued';
+
+CREATE FUNCTION bis.set_stock(sku text, quantity integer, locale text DEFAULT NULL,
+                              external_id text DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM bis._check_sku(set_stock.sku);
+    PERFORM bis._check_quantity(set_stock.quantity);
+    PERFORM bis._check_key('locale', set_stock.locale);
+    PERFORM bis._check_key('external_id', set_stock.external_id);
+    RETURN bis._store_levels(jsonb_build_array(jsonb_build_object(
+        'sku', set_stock.sku, 'quantity', set_stock.quantity,
+        'locale', set_stock.locale, 'externalId', set_stock.external_id)));
+END
+$$;
+COMMENT ON FUNCTION bis.set_stock(text, integer, text, text) IS 'Sets one stock level in bis.stock_levels; returns how many notifications the change enqueued';
+
+CREATE FUNCTION bis.put_stock_levels(levels jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+BEGIN
+    PERFORM bis._check_batch(levels, ARRAY['sku', 'quantity', 'locale', 'externalId'],
+                             ARRAY['sku', 'quantity']);
+    FOR e, n IN SELECT a.value, a.ordinality FROM jsonb_array_elements(levels) WITH ORDINALITY a LOOP
+        PERFORM bis._json_field(e, 'quantity', 'number', n);
+        PERFORM bis._check_quantity((e->>'quantity')::numeric, n);
+        PERFORM bis._json_field(e, 'locale', 'string', n);
+        PERFORM bis._json_field(e, 'externalId', 'string', n);
+        BEGIN
+            PERFORM bis._check_key('locale', e->>'locale');
+            PERFORM bis._check_key('externalId', e->>'externalId');
+        EXCEPTION WHEN invalid_parameter_value OR string_data_right_truncation THEN
+            DECLARE
+                msg text;
+                det text;
+            BEGIN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                PERFORM bis._batch_error(n, msg, nullif(det, ''));
+            END;
+        END;
+    END LOOP;
+    PERFORM bis._check_duplicates(
+        ARRAY(SELECT format('SKU "%s"', a->>'sku')
+                     || CASE WHEN a->>'locale' IS NOT NULL THEN format(' with locale "%s"', a->>'locale') ELSE '' END
+                     || CASE WHEN a->>'externalId' IS NOT NULL THEN format(' and externalId "%s"', a->>'externalId') ELSE '' END
+                FROM jsonb_array_elements(levels) a),
+        'sku, locale and externalId');
+    RETURN bis._store_levels(levels);
+END
+$$;
+COMMENT ON FUNCTION bis.put_stock_levels(jsonb) IS 'Sets stock levels from a JSON array of {"sku", "quantity", "locale", "externalId"}, all or nothing; returns how many notifications the changes enqueued';
+
+-- Tracking an application's own inventory table (src/track.c)
+CREATE FUNCTION bis.track(tbl regclass, sku_column name DEFAULT 'sku',
+                          quantity_column name DEFAULT 'quantity',
+                          locale_column name DEFAULT NULL, external_id_column name DEFAULT NULL)
+    RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis_track';
+COMMENT ON FUNCTION bis.track(regclass, name, name, name, name) IS 'Puts bis''s restock trigger on an inventory table the caller owns, naming its sku, quantity, locale and external id columns';
+
+CREATE FUNCTION bis.untrack(tbl regclass) RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis_untrack';
+COMMENT ON FUNCTION bis.untrack(regclass) IS 'Takes bis''s restock trigger off an inventory table the caller owns';
+
+CREATE FUNCTION bis._trigger_args(tgargs bytea) RETURNS text[]
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__trigger_args';
+COMMENT ON FUNCTION bis._trigger_args(bytea) IS 'A trigger''s arguments as pg_trigger.tgargs holds them, in the database''s encoding';
+
+CREATE VIEW bis.tracked_tables AS
+SELECT t.tgrelid::pg_catalog.regclass AS tbl,
+       a.args[1]::pg_catalog.name AS sku_column,
+       a.args[2]::pg_catalog.name AS quantity_column,
+       nullif(a.args[3], '')::pg_catalog.name AS locale_column,
+       nullif(a.args[4], '')::pg_catalog.name AS external_id_column
+  FROM pg_catalog.pg_trigger t,
+       LATERAL (SELECT bis._trigger_args(t.tgargs) AS args) a
+ WHERE t.tgfoid = 'bis._stock_trigger()'::pg_catalog.regprocedure
+   AND t.tgname = 'bis_stock_update'
+   AND t.tgparentid = 0;
+COMMENT ON VIEW bis.tracked_tables IS 'The tables bis tracks, with the columns it reads';
+
+CREATE FUNCTION bis._check_tracked_tables() RETURNS event_trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__check_tracked_tables';
+COMMENT ON FUNCTION bis._check_tracked_tables() IS 'Event trigger: refuses an ALTER TABLE that renames, drops or retypes a column a tracked table''s restock trigger reads';
+
+-- run by whoever alters a table: it reads catalogs only, and needs no right on bis
+CREATE EVENT TRIGGER bis_check_tracked_tables ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION bis._check_tracked_tables();
+
+CREATE FUNCTION bis._current_stock(source_table text, sku text, locale text, external_id text)
+    RETURNS bigint
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__current_stock';
+COMMENT ON FUNCTION bis._current_stock(text, text, text, text) IS 'The quantity now in stock for a restock''s SKU, locale and external id, read from the table that restocked as that table''s owner; NULL if it is no longer tracked';
+
+-- bis.stock_levels is tracked from the start, and has no INSERT trigger: the
+-- levels that bis.set_stock and bis.put_stock_levels create are crossings
+-- through bis._new_stock_level, and rows pg_restore loads are not restocks
+CREATE TRIGGER bis_stock_update AFTER UPDATE OF quantity ON bis.stock_levels FOR EACH ROW
+    WHEN (NEW.quantity >= 1 AND (OLD.quantity IS NULL OR NEW.quantity > OLD.quantity)
+          AND bis._crossing(NEW.sku, OLD.quantity, NEW.quantity))
+    EXECUTE FUNCTION bis._stock_trigger('sku', 'quantity', 'locale', 'external_id');
+
+/*
+ * Subscriptions
+ */
+
+-- Waiting subscriptions, and those cancelled or expired.  A subscription
+-- that a restock uses leaves this table: its notification keeps what it held
+-- (bis.subscription_history shows both).
+CREATE TABLE bis.subscriptions (
+    id bigserial PRIMARY KEY,
+    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    sku text NOT NULL REFERENCES bis.items ON DELETE CASCADE,
+    locale text CHECK (locale <> ''),
+    external_id text CHECK (external_id <> ''),
+    channel text NOT NULL DEFAULT 'email'
+        CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
+    status text NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'cancelled', 'expired')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    cancelled_at timestamptz
+);
+-- one active subscription per contact, SKU, locale, external id and channel
+CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
+    (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
+    WHERE status = 'active';
+-- what a restock matches, oldest first
+CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, id)
+    WHERE status = 'active';
+CREATE INDEX subscriptions_contact_idx ON bis.subscriptions (contact_id, created_at);
+
+COMMENT ON TABLE bis.subscriptions IS 'Requests to be told when a SKU is back in stock: active until a restock uses them (they then move into bis.notifications), cancelled or expired';
+COMMENT ON COLUMN bis.subscriptions.id IS 'Subscription id';
+COMMENT ON COLUMN bis.subscriptions.contact_id IS 'Who asked';
+COMMENT ON COLUMN bis.subscriptions.sku IS 'For which SKU';
+COMMENT ON COLUMN bis.subscriptions.locale IS 'Only restocks of this locale fire it, or NULL';
+COMMENT ON COLUMN bis.subscriptions.external_id IS 'Only restocks of this external id fire it, or NULL';
+COMMENT ON COLUMN bis.subscriptions.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.subscriptions.status IS 'active, cancelled or expired; only active ones fire';
+COMMENT ON COLUMN bis.subscriptions.created_at IS 'When the contact subscribed';
+COMMENT ON COLUMN bis.subscriptions.cancelled_at IS 'When it was cancelled';
+
+CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NULL,
+                              external_id text DEFAULT NULL, channel text DEFAULT 'email')
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    sid bigint;
+    contact record;
+BEGIN
+    IF subscribe.contact_id IS NULL THEN
+        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM bis._check_sku(subscribe.sku);
+    PERFORM bis._check_key('locale', subscribe.locale);
+    PERFORM bis._check_key('external_id', subscribe.external_id);
+    IF subscribe.channel IS NULL OR subscribe.channel NOT IN ('email', 'sms', 'push', 'webpush') THEN
+        RAISE EXCEPTION 'unrecognized channel "%"', left(subscribe.channel, 100)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The channels are email, sms, push and webpush.';
+    END IF;
+    SELECT c.email, c.phone INTO contact FROM bis.contacts c WHERE c.contact_id = subscribe.contact_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contact "%" does not exist', left(subscribe.contact_id, 255)
+            USING ERRCODE = 'foreign_key_violation',
+            HINT = format('Create it first with bis.upsert_contact(%L, email => ...).', left(subscribe.contact_id, 255));
+    END IF;
+    -- a message that could not be addressed would only be suppressed
+    IF (subscribe.channel = 'email' AND contact.email IS NULL)
+       OR (subscribe.channel = 'sms' AND contact.phone IS NULL) THEN
+        RAISE EXCEPTION 'contact "%" has no %', subscribe.contact_id,
+              CASE subscribe.channel WHEN 'email' THEN 'email address' ELSE 'phone number' END
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Give it one with bis.upsert_contact(%L, %s => ...), or subscribe on another channel.',
+                          subscribe.contact_id, CASE subscribe.channel WHEN 'email' THEN 'email' ELSE 'phone' END);
+    END IF;
+    IF NOT EXISTS (SELECT FROM bis.items i WHERE i.sku = subscribe.sku) THEN
+        RAISE EXCEPTION 'item "%" does not exist', subscribe.sku
+            USING ERRCODE = 'foreign_key_violation',
+            HINT = format('Add it to the catalog first with bis.upsert_items(''[{"sku": "%s", "title": ...}]'').',
+                          subscribe.sku);
+    END IF;
+
+    -- a concurrent subscribe of the same waits here and then finds this one
+    FOR attempt IN 1..3 LOOP
+        INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel)
+        VALUES (subscribe.contact_id, subscribe.sku, subscribe.locale, subscribe.external_id,
+                subscribe.channel)
+        ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
+            WHERE status = 'active' DO NOTHING
+        RETURNING s.id INTO sid;
+        IF sid IS NOT NULL THEN
+            RETURN sid;
+        END IF;
+        SELECT s.id INTO sid FROM bis.subscriptions s
+         WHERE s.contact_id = subscribe.contact_id AND s.sku = subscribe.sku
+           AND s.locale IS NOT DISTINCT FROM subscribe.locale
+           AND s.external_id IS NOT DISTINCT FROM subscribe.external_id
+           AND s.channel = subscribe.channel AND s.status = 'active';
+        IF sid IS NOT NULL THEN
+            RETURN sid;
+        END IF;
+        -- the active one was used or cancelled in between: insert again
+    END LOOP;
+    RAISE EXCEPTION 'could not subscribe contact "%" to SKU "%"', subscribe.contact_id, subscribe.sku
+        USING ERRCODE = 'serialization_failure',
+        DETAIL = 'The subscription changed state under concurrent restocks three times.',
+        HINT = 'Retry the transaction.';
+END
+$$;
+COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text) IS 'Creates an active subscription, or returns the id of the same one that is already active';
+
+CREATE FUNCTION bis.unsubscribe(subscription_id bigint) RETURNS boolean
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH cancelled AS (
+        UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+         WHERE s.id = unsubscribe.subscription_id AND s.status = 'active'
+        RETURNING 1
+    )
+    SELECT count(*) > 0 FROM cancelled;
+$$;
+COMMENT ON FUNCTION bis.unsubscribe(bigint) IS 'Cancels an active subscription; returns false if it was not active (already used, cancelled, expired or unknown)';
+
+/*
+ * Restocks and matching
+ */
+
+CREATE TABLE bis.restock_events (
+    id bigserial PRIMARY KEY,
+    sku text NOT NULL,
+    locale text,
+    external_id text,
+    old_quantity bigint,
+    new_quantity bigint NOT NULL,
+    threshold integer NOT NULL,
+    source_table text NOT NULL,
+    matched integer NOT NULL,
+    enqueued integer NOT NULL,
+    held_back jsonb NOT NULL DEFAULT '{}',
+    occurred_at timestamptz NOT NULL DEFAULT now(),
+    expansion text NOT NULL DEFAULT 'done'
+        CHECK (expansion IN ('expanding', 'waiting', 'done', 'stopped')),
+    max_subscription_id bigint NOT NULL DEFAULT 0,
+    last_subscription_id bigint NOT NULL DEFAULT 0,
+    wave integer NOT NULL DEFAULT 1,
+    wave_quota bigint,
+    next_wave_at timestamptz
+);
+CREATE INDEX restock_events_sku_idx ON bis.restock_events (sku, occurred_at);
+-- what bis.expand works on
+CREATE INDEX restock_events_expansion_idx ON bis.restock_events (id)
+    WHERE expansion IN ('expanding', 'waiting');
+-- a restock takes over the SKU's open restock: found here, not among all of
+-- the SKU's past restocks
+CREATE INDEX restock_events_open_sku_idx ON bis.restock_events (sku)
+    WHERE expansion IN ('expanding', 'waiting');
+
+COMMENT ON TABLE bis.restock_events IS 'One row per threshold crossing: the integration log that says who was told of which restock, and why not';
+COMMENT ON COLUMN bis.restock_events.id IS 'Restock event id';
+COMMENT ON COLUMN bis.restock_events.sku IS 'The SKU that came back';
+COMMENT ON COLUMN bis.restock_events.locale IS 'Locale of the stock row that crossed, or NULL';
+COMMENT ON COLUMN bis.restock_events.external_id IS 'External id of the stock row that crossed, or NULL';
+COMMENT ON COLUMN bis.restock_events.old_quantity IS 'Quantity before; NULL for a new stock row';
+COMMENT ON COLUMN bis.restock_events.new_quantity IS 'Quantity after';
+COMMENT ON COLUMN bis.restock_events.threshold IS 'The threshold that was crossed';
+COMMENT ON COLUMN bis.restock_events.source_table IS 'The table whose row crossed';
+COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched, so far';
+COMMENT ON COLUMN bis.restock_events.enqueued IS 'Notifications enqueued, so far';
+COMMENT ON COLUMN bis.restock_events.held_back IS 'Matched subscriptions not notified, by rule: {"alerts_disabled": n}';
+COMMENT ON COLUMN bis.restock_events.occurred_at IS 'Start of the transaction that restocked';
+COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue now), waiting (for the next wave), done, or stopped (sold out before the next wave, or taken over by a later restock)';
+COMMENT ON COLUMN bis.restock_events.max_subscription_id IS 'The SKU''s newest active subscription when it happened: later ones wait for the next restock';
+COMMENT ON COLUMN bis.restock_events.last_subscription_id IS 'How far expansion has got, oldest subscription first';
+COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave';
+COMMENT ON COLUMN bis.restock_events.wave_quota IS 'Notifications the current wave may still enqueue; NULL: no waves';
+COMMENT ON COLUMN bis.restock_events.next_wave_at IS 'When the next wave is due, while waiting';
+
+-- The C side of a restock (src/restock.c): a crossing writes its restock
+-- event and enqueues the first chunk in the stock transaction; later chunks
+-- and waves are enqueued by bis._expand, from bis.claim and bis.expand.
+CREATE FUNCTION bis._wave_quota(per_unit integer, quantity bigint) RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- per_unit is at most 1000000: computed in numeric, a wave never overflows
+    SELECT least(per_unit::numeric * quantity, 9223372036854775807)::bigint
+$$;
+COMMENT ON FUNCTION bis._wave_quota(integer, bigint) IS 'How many notifications a wave of per_unit subscribers per unit in stock may enqueue; NULL: no waves';
+
+/*
+ * The queue: notifications, for mailers to claim, deliver and acknowledge
+ */
+
+-- Fixed-width columns first, so that no row carries padding.
+CREATE TABLE bis.notifications (
+    id bigserial PRIMARY KEY,
+    subscription_id bigint NOT NULL,
+    restock_event_id bigint,
+    subscribed_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    available_at timestamptz NOT NULL DEFAULT now(),
+    claimed_until timestamptz,
+    sent_at timestamptz,
+    attempts integer NOT NULL DEFAULT 0,
+    kind text NOT NULL DEFAULT 'back_in_stock'
+        CHECK (kind IN ('back_in_stock', 'reminder', 'price_drop')),
+    status text NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'claimed', 'sent', 'dead', 'suppressed', 'cancelled', 'expired')),
+    contact_id text NOT NULL,
+    sku text NOT NULL,
+    locale text,
+    external_id text,
+    channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
+    claimed_by text,
+    status_reason text,
+    last_error text
+);
+-- what bis.claim hands out: due pending rows, and claimed rows whose lease
+-- ran out (claimed_until IS NOT NULL holds for every claimed row: only the
+-- claim's own test of the lease's end implies it, so acks and releases,
+-- which go by id, cannot choose this index)
+CREATE INDEX notifications_due_idx ON bis.notifications (available_at, id)
+    WHERE status = 'pending';
+CREATE INDEX notifications_lease_idx ON bis.notifications (claimed_until, id)
+    WHERE status = 'claimed' AND claimed_until IS NOT NULL;
+-- a contact's notifications, and the subscriptions they used
+CREATE INDEX notifications_contact_idx ON bis.notifications (contact_id);
+
+COMMENT ON TABLE bis.notifications IS 'The outbox: one row per used subscription and message kind, for mailers to claim, deliver and acknowledge; the message is built when a mailer claims it';
+COMMENT ON COLUMN bis.notifications.id IS 'Notification id: the idempotency key a mailer passes on to its provider';
+COMMENT ON COLUMN bis.notifications.subscription_id IS 'The subscription it fulfils';
+COMMENT ON COLUMN bis.notifications.restock_event_id IS 'The restock event that enqueued it';
+COMMENT ON COLUMN bis.notifications.subscribed_at IS 'When the contact subscribed';
+COMMENT ON COLUMN bis.notifications.created_at IS 'When it was enqueued';
+COMMENT ON COLUMN bis.notifications.available_at IS 'When it is due to be claimed';
+COMMENT ON COLUMN bis.notifications.claimed_until IS 'When the lease runs out';
+COMMENT ON COLUMN bis.notifications.sent_at IS 'When a mailer acknowledged delivery';
+COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far: each claim counts one';
+COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock (reminder and price_drop are reserved)';
+COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed (leased to a mailer), sent, dead (failed for good), suppressed (a rule forbade it: see status_reason), cancelled or expired (past bis.notification_ttl)';
+COMMENT ON COLUMN bis.notifications.contact_id IS 'The contact to notify';
+COMMENT ON COLUMN bis.notifications.sku IS 'The SKU';
+COMMENT ON COLUMN bis.notifications.locale IS 'The subscription''s locale, or NULL';
+COMMENT ON COLUMN bis.notifications.external_id IS 'The subscription''s external id, or NULL';
+COMMENT ON COLUMN bis.notifications.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.notifications.claimed_by IS 'The mailer that holds the lease';
+COMMENT ON COLUMN bis.notifications.status_reason IS 'Why it is suppressed: no_address';
+COMMENT ON COLUMN bis.notifications.last_error IS 'The last delivery error';
+
+-- one row per subscription, waiting or used
+CREATE VIEW bis.subscription_history AS
+SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, s.created_at,
+       NULL::timestamptz AS notified_at, s.cancelled_at, NULL::bigint AS restock_event_id,
+       NULL::bigint AS notification_id
+  FROM bis.subscriptions s
+UNION ALL
+SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channel, 'notified',
+       n.subscribed_at, n.created_at, NULL, n.restock_event_id, n.id
+  FROM bis.notifications n
+ WHERE n.kind = 'back_in_stock';
+COMMENT ON VIEW bis.subscription_history IS 'Every subscription: active, cancelled and expired ones from bis.subscriptions, and notified ones from the notification that used them';
+
+CREATE FUNCTION bis.contact_subscriptions(contact_id text) RETURNS SETOF bis.subscription_history
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT h.* FROM bis.subscription_history h
+     WHERE h.contact_id = contact_subscriptions.contact_id
+     ORDER BY h.created_at DESC, h.id DESC;
+$$;
+COMMENT ON FUNCTION bis.contact_subscriptions(text) IS 'A contact''s subscriptions of every status, newest first';
+
+CREATE FUNCTION bis._expand(ev bis.restock_events, max_rows integer, worker text, lease interval,
+                            channels text[], OUT enqueued integer, OUT claimed bigint[])
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__expand';
+COMMENT ON FUNCTION bis._expand(bis.restock_events, integer, text, interval, text[]) IS 'Enqueues the next chunk of a restock''s notifications, oldest subscription first, and records how far it got; with worker, those of its channels are claimed by it at once (their ids in claimed)';
+
+CREATE FUNCTION bis._next_expansion(after_id bigint) RETURNS bis.restock_events
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    ev bis.restock_events;
+    per_unit integer;
+    quantity bigint;
+BEGIN
+    LOOP
+        -- the oldest restock with work due; SKIP LOCKED: concurrent callers
+        -- work on different restocks
+        SELECT e.* INTO ev FROM bis.restock_events e
+         WHERE (e.expansion = 'expanding' OR (e.expansion = 'waiting' AND e.next_wave_at <= now()))
+           AND e.id >= after_id
+         ORDER BY e.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        after_id := ev.id + 1;
+
+        -- take the SKU's turn, but never wait for it: a restock of it in
+        -- flight waits for this restock event's row, which we hold
+        SELECT coalesce(i.wave_per_unit, nullif(settings.wave_per_unit, 0)) INTO per_unit
+          FROM bis.items i WHERE i.sku = ev.sku FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+
+        IF ev.expansion = 'expanding' THEN
+            RETURN ev;
+        END IF;
+        -- a later wave only while the SKU is still in stock; sold out, the
+        -- rest of its subscriptions wait for the next restock
+        quantity := bis._current_stock(ev.source_table, ev.sku, ev.locale, ev.external_id);
+        IF quantity >= ev.threshold THEN
+            UPDATE bis.restock_events e
+               SET wave = e.wave + 1, wave_quota = bis._wave_quota(per_unit, quantity),
+                   expansion = 'expanding', next_wave_at = NULL
+             WHERE e.id = ev.id
+            RETURNING * INTO ev;
+            RETURN ev;
+        END IF;
+        UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL
+         WHERE e.id = ev.id;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._next_expansion(bigint) IS 'Locks the oldest restock (from after_id on) with a chunk or a wave due, starting its next wave if the SKU is still in stock; NULL if there is none';
+
+CREATE FUNCTION bis.expand(max_chunks integer DEFAULT 1) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    chunk integer := (bis._settings()).expand_chunk;
+    ev bis.restock_events;
+    after_id bigint := 0;
+    total integer := 0;
+BEGIN
+    IF max_chunks IS NULL OR max_chunks < 1 THEN
+        RAISE EXCEPTION 'max_chunks must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1..max_chunks LOOP
+        ev := bis._next_expansion(after_id);
+        EXIT WHEN ev.id IS NULL;
+        -- the same restock again next time, until it is done
+        after_id := ev.id;
+        total := total + (bis._expand(ev, chunk, NULL, NULL, NULL)).enqueued;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION bis.expand(integer) IS 'Enqueues up to max_chunks chunks of the restocks still expanding or due for their next wave, as a bis.claim that finds nothing due does; for schedulers; returns how many notifications it enqueued';
+
+/*
+ * Templates and messages
+ */
+
+CREATE FUNCTION bis.render(template text, payload jsonb, html boolean DEFAULT false)
+    RETURNS text
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis_render';
+COMMENT ON FUNCTION bis.render(text, jsonb, boolean) IS 'Fills the {{path}}, {{path|fallback}} and {{url:path}} placeholders of a template from a payload; with html, values are HTML-escaped; url: renders only http and https addresses';
+
+CREATE TABLE bis.templates (
+    kind text NOT NULL DEFAULT 'back_in_stock'
+        CHECK (kind IN ('back_in_stock', 'reminder', 'price_drop')),
+    channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
+    locale text NOT NULL CHECK (locale ~ '^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$'),
+    subject text,
+    body text NOT NULL,
+    body_html text,
+    builtin boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, channel, locale, builtin)
+);
+
+COMMENT ON TABLE bis.templates IS 'Message templates per kind, channel and locale; a row of your own overrides the built-in one with the same key';
+COMMENT ON COLUMN bis.templates.kind IS 'The kind of notification';
+COMMENT ON COLUMN bis.templates.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.templates.locale IS 'Language, or language and region: sv-SE falls back to sv, then to the setting bis.default_locale';
+COMMENT ON COLUMN bis.templates.subject IS 'Subject (email) or title (push and webpush)';
+COMMENT ON COLUMN bis.templates.body IS 'Plain-text body';
+COMMENT ON COLUMN bis.templates.body_html IS 'HTML body (email); values filled in are HTML-escaped';
+COMMENT ON COLUMN bis.templates.builtin IS 'Shipped with bis: cannot be changed, only overridden';
+COMMENT ON COLUMN bis.templates.updated_at IS 'When the template was last changed';
+
+INSERT INTO bis.templates (kind, channel, locale, subject, body, body_html, builtin) VALUES
+('back_in_stock', 'email', 'en',
+ '{{item.title|Your item}} is back in stock',
+ E'Hi {{contact.first_name|there}},\n\n{{item.title|The item you asked about}} is back in stock.\n\n{{url:item.url}}\n\nYou get this message because you asked to be told when it was back.\n',
+ E'<p>Hi {{contact.first_name|there}},</p>\n<p><a href="{{url:item.url}}">{{item.title|The item you asked about}}</a> is back in stock.</p>\n<p>You get this message because you asked to be told when it was back.</p>\n',
+ true),
+('back_in_stock', 'sms', 'en', NULL,
+ '{{item.title|Your item}} is back in stock: {{url:item.url}}', NULL, true),
+('back_in_stock', 'push', 'en', 'Back in stock',
+ '{{item.title|Your item}} is back. Get it before it is gone.', NULL, true),
+('back_in_stock', 'webpush', 'en', 'Back in stock',
+ '{{item.title|Your item}} is back. Get it before it is gone.', NULL, true);
+
+CREATE FUNCTION bis._templates_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF (TG_OP <> 'INSERT' AND OLD.builtin) OR (TG_OP <> 'DELETE' AND NEW.builtin) THEN
+        RAISE EXCEPTION 'built-in templates cannot be changed' USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Insert a template of your own with the same kind, channel and locale: it takes precedence.';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    PERFORM bis._check_key('locale', NEW.locale);
+    -- a template that cannot be rendered is refused now, not when a mailer claims
+    PERFORM bis.render(NEW.subject, '{}'), bis.render(NEW.body, '{}'), bis.render(NEW.body_html, '{}', true);
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION bis._templates_check() IS 'Trigger on bis.templates: keeps built-in rows unchanged and refuses templates that cannot be rendered';
+
+CREATE TRIGGER templates_check BEFORE INSERT OR UPDATE OR DELETE ON bis.templates
+    FOR EACH ROW EXECUTE FUNCTION bis._templates_check();
+
+CREATE FUNCTION bis._template(kind text, channel text, locale text, default_locale text)
+    RETURNS bis.templates
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- sv-SE, then sv, then the default locale; your own rows before built-in ones
+    SELECT t.* FROM bis.templates t
+     WHERE t.kind = _template.kind AND t.channel = _template.channel
+       AND lower(t.locale) IN (lower(_template.locale),
+                               lower(split_part(replace(_template.locale, '_', '-'), '-', 1)),
+                               lower(_template.default_locale))
+     ORDER BY CASE lower(t.locale)
+                  WHEN lower(_template.locale) THEN 1
+                  WHEN lower(split_part(replace(_template.locale, '_', '-'), '-', 1)) THEN 2
+                  ELSE 3 END,
+              t.builtin
+     LIMIT 1;
+$$;
+COMMENT ON FUNCTION bis._template(text, text, text, text) IS 'The template for a kind, channel and locale, with the locale fallbacks';
+
+CREATE TYPE bis.message AS (
+    id bigint,
+    kind text,
+    channel text,
+    address text,
+    locale text,
+    subject text,
+    body text,
+    body_html text,
+    payload jsonb,
+    attempts integer,
+    claimed_until timestamptz
+);
+COMMENT ON TYPE bis.message IS 'A notification as bis.claim hands it to a mailer: the message built from the current item and contact';
+COMMENT ON COLUMN bis.message.id IS 'Notification id: the idempotency key to pass on to the provider';
+COMMENT ON COLUMN bis.message.kind IS 'back_in_stock, reminder or price_drop';
+COMMENT ON COLUMN bis.message.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.message.address IS 'Where to send it: the email address for email, the phone number for sms; NULL for push and webpush';
+COMMENT ON COLUMN bis.message.locale IS 'The language it is written in: the contact''s, else the subscription''s, else the stock''s';
+COMMENT ON COLUMN bis.message.subject IS 'Subject (email) or title (push), rendered from bis.templates';
+COMMENT ON COLUMN bis.message.body IS 'Plain-text message, rendered from bis.templates';
+COMMENT ON COLUMN bis.message.body_html IS 'HTML message (email), rendered from bis.templates';
+COMMENT ON COLUMN bis.message.payload IS 'What the message was rendered from: item, stock, contact (id, first name, locale), subscription, channel, address, locale';
+COMMENT ON COLUMN bis.message.attempts IS 'Delivery attempts, this one included';
+COMMENT ON COLUMN bis.message.claimed_until IS 'When the lease runs out';
+
+CREATE FUNCTION bis._message(n bis.notifications, i bis.items, c bis.contacts, e bis.restock_events,
+                             locale text, t bis.templates)
+    RETURNS bis.message
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__message';
+COMMENT ON FUNCTION bis._message(bis.notifications, bis.items, bis.contacts, bis.restock_events, text, bis.templates) IS 'A claimed notification''s message: the payload built from the current item, contact and restock, and the template rendered against it';
+
+/*
+ * The queue protocol, for mailers
+ */
+
+CREATE FUNCTION bis._check_ids(ids bigint[]) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    missing bigint;
+BEGIN
+    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'notification ids must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT i INTO missing FROM unnest(ids) i
+     WHERE NOT EXISTS (SELECT FROM bis.notifications n WHERE n.id = i) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'notification % does not exist', missing USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_ids(bigint[]) IS 'Raises an error for a NULL id or one that no notification has';
+
+CREATE FUNCTION bis._check_worker(worker text, required boolean) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF worker IS NULL AND required THEN
+        RAISE EXCEPTION 'worker must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Name the mailer process, such as its host name and process id.';
+    END IF;
+    IF worker = '' OR length(worker) > 255 THEN
+        RAISE EXCEPTION 'worker must be 1 to 255 characters long' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Name the mailer process, such as its host name and process id.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_worker(text, boolean) IS 'Raises an error for a missing, empty or too long worker name';
+
+CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease interval DEFAULT '5 minutes',
+                          channels text[] DEFAULT NULL)
+    RETURNS SETOF bis.message
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    ids bigint[];
+    ev bis.restock_events;
+    expanded boolean;
+BEGIN
+    PERFORM bis._check_worker(worker, true);
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The max_rows given is %s.', coalesce(max_rows::text, 'NULL'));
+    END IF;
+    IF lease IS NULL OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be a positive interval' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The lease given is %s.', coalesce(lease::text, 'NULL'));
+    END IF;
+    IF cardinality(channels) = 0 OR array_position(channels, NULL) IS NOT NULL
+       OR NOT channels <@ ARRAY['email', 'sms', 'push', 'webpush'] THEN
+        RAISE EXCEPTION 'invalid channels %', channels USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The channels are email, sms, push and webpush; NULL claims all of them.';
+    END IF;
+
+    LOOP
+        -- rows whose lease ran out, then due pending rows, oldest first; SKIP
+        -- LOCKED: concurrent claims never hand out the same row
+        ids := ARRAY(SELECT n.id FROM bis.notifications n
+                      WHERE n.status = 'claimed' AND n.claimed_until <= now()
+                        AND (channels IS NULL OR n.channel = ANY (channels))
+                      ORDER BY n.claimed_until, n.id
+                      LIMIT max_rows FOR UPDATE SKIP LOCKED);
+        IF cardinality(ids) < max_rows THEN
+            ids := ids || ARRAY(SELECT n.id FROM bis.notifications n
+                                 WHERE n.status = 'pending' AND n.available_at <= now()
+                                   AND (channels IS NULL OR n.channel = ANY (channels))
+                                 ORDER BY n.available_at, n.id
+                                 LIMIT max_rows - cardinality(ids) FOR UPDATE SKIP LOCKED);
+        END IF;
+        expanded := cardinality(ids) = 0;
+        IF expanded THEN
+            -- nothing due: large restocks and later waves are expanded by the
+            -- mailers that drain them, straight into this claim
+            ev := bis._next_expansion(0);
+            IF ev.id IS NULL THEN
+                RETURN;
+            END IF;
+            ids := (bis._expand(ev, least(max_rows, settings.expand_chunk), worker, lease, channels)).claimed;
+        ELSE
+            -- past their time to live they are never handed out: they expire
+            UPDATE bis.notifications n
+               SET status = CASE WHEN n.created_at < now() - settings.notification_ttl
+                                 THEN 'expired' ELSE 'claimed' END,
+                   claimed_by = CASE WHEN n.created_at < now() - settings.notification_ttl
+                                     THEN NULL ELSE claim.worker END,
+                   claimed_until = CASE WHEN n.created_at < now() - settings.notification_ttl
+                                        THEN NULL ELSE now() + claim.lease END,
+                   attempts = n.attempts + 1
+             -- the bounds steer the planner to the primary key rather than a full scan
+             WHERE n.id = ANY (ids) AND n.id BETWEEN (SELECT min(i) FROM unnest(ids) i)
+                                                 AND (SELECT max(i) FROM unnest(ids) i);
+        END IF;
+
+        -- the message, built now from the current item and contact; a row
+        -- whose contact has no address for its channel never leaves
+        RETURN QUERY
+        WITH base AS (
+            SELECT n, i, k.c, e, coalesce((k.c).locale, n.locale, e.locale) AS locale,
+                   CASE n.channel WHEN 'email' THEN (k.c).email WHEN 'sms' THEN (k.c).phone
+                                  ELSE '' END AS address
+              FROM bis.notifications n
+              LEFT JOIN bis.items i ON i.sku = n.sku
+              -- a probe per row (OFFSET 0 keeps it a subquery): a hash join
+              -- would read every contact for a batch the planner overestimates
+              LEFT JOIN LATERAL (SELECT c FROM bis.contacts c
+                                  WHERE c.contact_id = n.contact_id OFFSET 0) k ON true
+              LEFT JOIN bis.restock_events e ON e.id = n.restock_event_id
+             WHERE n.id = ANY (ids) AND n.id BETWEEN (SELECT min(i) FROM unnest(ids) i)
+                                                 AND (SELECT max(i) FROM unnest(ids) i)
+               AND n.status = 'claimed' AND n.claimed_by = claim.worker
+        ), suppressed AS (
+            UPDATE bis.notifications x
+               SET status = 'suppressed', status_reason = 'no_address', claimed_by = NULL,
+                   claimed_until = NULL, attempts = x.attempts - 1
+              FROM base b
+             WHERE x.id = (b.n).id AND b.address IS NULL
+        ), tpl AS MATERIALIZED (
+            -- a batch has few kinds, channels and locales: look each up once
+            SELECT k.kind, k.channel, k.locale, t
+              FROM (SELECT DISTINCT (b.n).kind, (b.n).channel, b.locale FROM base b) k
+              LEFT JOIN LATERAL bis._template(k.kind, k.channel, k.locale, settings.default_locale) t ON true
+        )
+        SELECT m.*
+          FROM base b
+          JOIN tpl ON tpl.kind = (b.n).kind AND tpl.channel = (b.n).channel
+                  AND tpl.locale IS NOT DISTINCT FROM b.locale
+         CROSS JOIN LATERAL bis._message(b.n, b.i, b.c, b.e, b.locale, tpl.t) m
+         WHERE b.address IS NOT NULL
+         ORDER BY m.id;
+        -- a batch that had only expired or suppressed rows: look again
+        EXIT WHEN FOUND OR expanded;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis.claim(text, integer, interval, text[]) IS 'Hands a mailer up to max_rows due notifications of its channels (NULL: all), with their messages built now, leased to worker until now() + lease; rows past bis.notification_ttl expire, rows without an address are suppressed';
+
+CREATE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer;
+BEGIN
+    -- with worker, a row another mailer took after this one's lease ran out is not touched
+    WITH sent AS (
+        UPDATE bis.notifications n
+           SET status = 'sent', sent_at = now(), claimed_until = NULL
+         WHERE n.id = ANY (ack.ids) AND n.status = 'claimed'
+           AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
+        RETURNING 1)
+    SELECT count(*) INTO done FROM sent;
+    -- bad input acknowledges fewer rows than ids given; its error undoes the update
+    IF ids IS NULL OR done < cardinality(ids) THEN
+        PERFORM bis._check_ids(ids);
+    END IF;
+    PERFORM bis._check_worker(worker, false);
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.ack(bigint[], text) IS 'Marks claimed notifications sent; with worker, only those whose lease that worker still holds; returns how many';
+
+CREATE FUNCTION bis.fail(id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    n bis.notifications;
+    delay interval;
+BEGIN
+    PERFORM bis._check_ids(ARRAY[fail.id]);
+    PERFORM bis._check_worker(worker, false);
+    IF fail.error IS NULL THEN
+        RAISE EXCEPTION 'error must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass the provider''s answer, or what went wrong.';
+    END IF;
+
+    SELECT * INTO n FROM bis.notifications x WHERE x.id = fail.id FOR UPDATE;
+    -- only a claimed row, and with worker only one that worker holds
+    IF n.status <> 'claimed' OR (fail.worker IS NOT NULL AND n.claimed_by <> fail.worker) THEN
+        RETURN n.status;
+    END IF;
+
+    IF coalesce(fail.retry, true) AND n.attempts < settings.max_attempts THEN
+        -- exponential backoff, with jitter so that a burst of failures spreads out
+        delay := least(settings.retry_base_delay * power(2, n.attempts - 1), settings.retry_max_delay);
+        delay := delay * (0.5 + random() / 2);
+        UPDATE bis.notifications x
+           SET status = 'pending', available_at = now() + delay, last_error = left(fail.error, 2000),
+               claimed_by = NULL, claimed_until = NULL
+         WHERE x.id = fail.id;
+        RETURN 'pending';
+    END IF;
+    UPDATE bis.notifications x
+       SET status = 'dead', last_error = left(fail.error, 2000), claimed_until = NULL
+     WHERE x.id = fail.id;
+    RETURN 'dead';
+END
+$$;
+COMMENT ON FUNCTION bis.fail(bigint, text, boolean, text) IS 'Records a failed delivery: with retry the notification is pending again after a backoff, otherwise or after bis.max_attempts attempts it is dead; returns the new status';
+
+CREATE FUNCTION bis.release(ids bigint[], worker text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer;
+BEGIN
+    PERFORM bis._check_ids(ids);
+    PERFORM bis._check_worker(worker, false);
+    -- not delivered: the claim does not count as an attempt
+    WITH released AS (
+        UPDATE bis.notifications n
+           SET status = 'pending', available_at = now(), attempts = greatest(n.attempts - 1, 0),
+               claimed_by = NULL, claimed_until = NULL
+         WHERE n.id = ANY (release.ids) AND n.status = 'claimed'
+           AND (release.worker IS NULL OR n.claimed_by = release.worker)
+        RETURNING 1)
+    SELECT count(*) INTO done FROM released;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.release(bigint[], text) IS 'Gives claimed notifications back to the queue at once, as a mailer shutting down does; returns how many';
+
+CREATE FUNCTION bis.requeue(ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer;
+BEGIN
+    PERFORM bis._check_ids(ids);
+    WITH requeued AS (
+        UPDATE bis.notifications n
+           SET status = 'pending', available_at = now(), attempts = 0,
+               claimed_by = NULL, claimed_until = NULL
+         WHERE n.id = ANY (requeue.ids) AND n.status = 'dead'
+        RETURNING 1)
+    SELECT count(*) INTO done FROM requeued;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead notifications back in the queue with a fresh count of attempts (those past bis.notification_ttl will expire); returns how many';
+
+/*
+ * Housekeeping
+ */
+
+CREATE FUNCTION bis.purge(older_than interval DEFAULT NULL)
+    RETURNS TABLE (notifications bigint, subscriptions bigint, restock_events bigint)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cutoff timestamptz := now() - coalesce(older_than, (bis._settings()).retention);
+BEGIN
+    IF older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The older_than given is %s.', older_than);
+    END IF;
+    -- what is finished: delivered, given up, suppressed, expired; pending and
+    -- claimed rows stay.  A notification is the history of the subscription
+    -- it used, and goes with it.
+    WITH gone AS (
+        DELETE FROM bis.notifications n
+         WHERE n.status IN ('sent', 'dead', 'suppressed', 'expired', 'cancelled')
+           AND coalesce(n.sent_at, n.created_at) < cutoff
+        RETURNING 1)
+    SELECT count(*) INTO notifications FROM gone;
+    WITH gone AS (
+        DELETE FROM bis.subscriptions s
+         WHERE s.status <> 'active' AND coalesce(s.cancelled_at, s.created_at) < cutoff
+        RETURNING 1)
+    SELECT count(*) INTO subscriptions FROM gone;
+    WITH gone AS (
+        DELETE FROM bis.restock_events e
+         WHERE e.occurred_at < cutoff AND e.expansion IN ('done', 'stopped')
+        RETURNING 1)
+    SELECT count(*) INTO restock_events FROM gone;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION bis.purge(interval) IS 'Removes finished notifications (the history of the subscriptions they used), cancelled or expired subscriptions and restock events older than older_than (default: the setting bis.retention); returns how many of each';
+
+/*
+ * pg_dump keeps what the tables hold; built-in templates come with the extension
+ */
+SELECT pg_catalog.pg_extension_config_dump('bis.items', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.contacts', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.stock_levels', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.subscriptions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.restock_events', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.restock_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.notifications_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.templates', 'WHERE NOT builtin');
+
+/*
+ * Privileges: nothing is granted to PUBLIC but the two functions any role
+ * may need to run; see the README's Privileges
+ */
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA bis FROM PUBLIC;
+-- the WHEN clause of bis's triggers runs as whoever changes the stock
+GRANT EXECUTE ON FUNCTION bis._crossing(text, bigint, bigint) TO PUBLIC;
+-- bis.tracked_tables decodes trigger arguments as whoever reads it
+GRANT EXECUTE ON FUNCTION bis._trigger_args(bytea) TO PUBLIC;

@@ -1,0 +1,681 @@
+/*-------------------------------------------------------------------------
+ *
+ * restock.c
+ *	  A crossing becomes a restock event and notifications; the wake-up.
+ *
+ * restock() is the one entry point of a crossing, from the stock trigger and
+ * from bis._new_stock_level(): it takes the SKU's turn (the item's row lock),
+ * finds the first chunk of matching subscriptions with an index walk
+ * (matching.c), and in one statement takes over the SKU's open restock of
+ * the same stock, moves those subscriptions into bis.notifications and
+ * writes the restock event.  Later chunks and waves go through bis._expand(),
+ * called by bis.claim() and bis.expand() once the stock transaction has
+ * committed.  Each statement is prepared once per backend and kept.
+ *
+ * A transaction that left notifications pending wakes the mailers with one
+ * NOTIFY, sent as it commits (see wake_mailers()).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "bis.h"
+
+/* notifications enqueued by this backend so far; see bis._enqueued_total() */
+int64		bis_enqueued_total = 0;
+
+/*
+ * The SKU's turn: crossings and expansions of one SKU take turns on its item
+ * row, so that two restocks never take its subscriptions in different orders.
+ * $1 sku, $2 bis.wave_per_unit.  Returns whether alerts are on, and the
+ * subscribers per unit of a wave (NULL: no waves).
+ */
+static const char turn_sql[] =
+"SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif($2, 0))"
+"  FROM bis.items i WHERE i.sku OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+
+/*
+ * A crossing that notifies nobody (no such item, or its alerts are off) is
+ * logged: $1 sku, $2 locale, $3 external_id, $4 old quantity, $5 new
+ * quantity, $6 threshold, $7 source table, $8 subscriptions held back.
+ */
+static const char logged_sql[] =
+"INSERT INTO bis.restock_events (sku, locale, external_id, old_quantity, new_quantity, threshold,"
+"                                source_table, matched, enqueued, held_back)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0,"
+"         CASE WHEN $8 OPERATOR(pg_catalog.>) 0"
+"              THEN pg_catalog.jsonb_build_object('alerts_disabled', $8) ELSE '{}' END)";
+
+/*
+ * The subscriptions a chunk uses become its notifications, in one statement:
+ * a subscription leaves bis.subscriptions as its notification is written, and
+ * one that is no longer active (cancelled meanwhile) is skipped.  The rows
+ * are those the index walk found, by their TIDs; ev is the restock event's
+ * id.  The notifications for which MINE is true are claimed at once by
+ * worker W, leased for L.
+ */
+#define USED_AND_MADE(SKU, TIDS, MINE, W, L) \
+"used AS ("																		\
+"    DELETE FROM bis.subscriptions s"											\
+"     WHERE s.ctid OPERATOR(pg_catalog.=) ANY (" TIDS ")"						\
+"       AND s.sku OPERATOR(pg_catalog.=) " SKU									\
+"       AND s.status OPERATOR(pg_catalog.=) 'active'"							\
+"    RETURNING s.id, s.contact_id, s.locale, s.external_id, s.channel, s.created_at"	\
+"), made AS ("																	\
+"    INSERT INTO bis.notifications AS n"										\
+"           (subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
+"            external_id, channel, status, claimed_by, claimed_until, attempts)"	\
+"    SELECT u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
+"           u.channel, CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
+"           CASE WHEN k.mine THEN " W " END,"									\
+"           CASE WHEN k.mine THEN pg_catalog.now() OPERATOR(pg_catalog.+) " L " END,"	\
+"           CASE WHEN k.mine THEN 1 ELSE 0 END"								\
+"      FROM used u, ev, LATERAL (SELECT " MINE " AS mine) k"					\
+"     ORDER BY u.id"															\
+"    RETURNING n.id, n.status"													\
+"), counted AS ("																\
+"    SELECT pg_catalog.count(*)::integer AS n,"								\
+"           (pg_catalog.count(*) FILTER (WHERE m.status OPERATOR(pg_catalog.=) 'pending'))::integer AS pending,"	\
+"           pg_catalog.array_agg(m.id ORDER BY m.id)"							\
+"               FILTER (WHERE m.status OPERATOR(pg_catalog.=) 'claimed') AS claimed"	\
+"      FROM made m"																\
+")"
+
+/*
+ * The first chunk, in the stock transaction: $1 sku, $2 locale, $3
+ * external_id, $4 old quantity, $5 new quantity, $6 threshold, $7 source
+ * table, $8 the rows found, $9 whether there may be more, $10 the first
+ * wave's size (NULL: no waves), $11 the SKU's newest active subscription, $12
+ * the last one found, $13 bis.wave_interval.  A restock of the same stock
+ * still under way is taken over by this one.  Returns the number enqueued.
+ */
+static const char first_chunk_sql[] =
+"WITH ev AS (SELECT pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass) AS id"
+"), stopped AS ("
+"    UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL"
+"     WHERE e.expansion IN ('expanding', 'waiting') AND e.sku OPERATOR(pg_catalog.=) $1"
+"       AND e.locale IS NOT DISTINCT FROM $2 AND e.external_id IS NOT DISTINCT FROM $3"
+"), "
+USED_AND_MADE("$1", "$8", "false", "NULL::pg_catalog.text", "NULL::pg_catalog.interval")
+" INSERT INTO bis.restock_events"
+"        (id, sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
+"         matched, enqueued, expansion, max_subscription_id, last_subscription_id, wave_quota,"
+"         next_wave_at)"
+" SELECT ev.id, $1, $2, $3, $4, $5, $6, $7, c.n, c.n,"
+"        CASE WHEN NOT $9 THEN 'done'"
+"             WHEN $10 OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0 THEN 'waiting'"
+"             ELSE 'expanding' END,"
+"        $11, $12, $10 OPERATOR(pg_catalog.-) c.n,"
+"        CASE WHEN $9 AND $10 OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0"
+"             THEN pg_catalog.now() OPERATOR(pg_catalog.+)"
+"                  coalesce((SELECT i.wave_interval FROM bis.items i"
+"                                        WHERE i.sku OPERATOR(pg_catalog.=) $1), $13) END"
+"   FROM ev, counted c"
+" RETURNING enqueued";
+
+/*
+ * A later chunk, after the stock transaction: $1 the restock event, $2 sku,
+ * $3 the rows found, $4 whether there may be more, $5 the last subscription
+ * found, $6 worker, $7 lease, $8 channels, $9 bis.wave_interval.  Returns
+ * the number enqueued, those left pending, and the ids claimed by worker.
+ */
+static const char next_chunk_sql[] =
+"WITH ev AS (SELECT $1::pg_catalog.int8 AS id), "
+USED_AND_MADE("$2", "$3",
+			  "$6::pg_catalog.text IS NOT NULL AND ($8::pg_catalog.text[] IS NULL"
+			  " OR u.channel OPERATOR(pg_catalog.=) ANY ($8))",
+			  "$6", "$7")
+" UPDATE bis.restock_events e"
+"    SET matched = e.matched OPERATOR(pg_catalog.+) c.n,"
+"        enqueued = e.enqueued OPERATOR(pg_catalog.+) c.n,"
+"        last_subscription_id = $5,"
+"        wave_quota = e.wave_quota OPERATOR(pg_catalog.-) c.n,"
+"        expansion = CASE WHEN NOT $4 THEN 'done'"
+"                         WHEN e.wave_quota OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0"
+"                         THEN 'waiting' ELSE 'expanding' END,"
+"        next_wave_at = CASE WHEN $4 AND e.wave_quota OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0"
+"                            THEN pg_catalog.now() OPERATOR(pg_catalog.+)"
+"                                 coalesce((SELECT i.wave_interval FROM bis.items i"
+"                                                       WHERE i.sku OPERATOR(pg_catalog.=) e.sku), $9) END"
+"   FROM counted c"
+"  WHERE e.id OPERATOR(pg_catalog.=) $1"
+" RETURNING c.n, c.pending, c.claimed";
+
+static SPIPlanPtr turn_plan = NULL;
+static SPIPlanPtr logged_plan = NULL;
+static SPIPlanPtr first_chunk_plan = NULL;
+static SPIPlanPtr next_chunk_plan = NULL;
+
+/*
+ * Notifications this transaction enqueued as pending, and, for each
+ * subtransaction that enqueued some, the count when it began to: a
+ * subtransaction rolled back takes its share with it.
+ */
+typedef struct SubxactMark
+{
+	SubTransactionId subid;
+	int64		pending_before;
+	struct SubxactMark *next;
+} SubxactMark;
+
+static int64 xact_pending = 0;
+static SubxactMark *subxact_marks = NULL;
+
+
+/* The version of bis's SQL installed in this database, or NULL */
+static char *
+installed_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("bis"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * Whether this database has the SQL of this library's version, checked once
+ * a transaction.  Between installing a new bis and ALTER EXTENSION bis UPDATE,
+ * the tables are not those this code writes: a crossing is then skipped with
+ * a warning rather than failing the shop's own statement.
+ */
+static bool
+sql_is_current(const Crossing *c)
+{
+	static LocalTransactionId checked_in = InvalidLocalTransactionId;
+	static bool current = false;
+
+	if (checked_in != MyProc->lxid)
+	{
+		char	   *version = installed_version();
+
+		current = version != NULL && strcmp(version, BIS_VERSION) == 0;
+		checked_in = MyProc->lxid;
+		if (!current)
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("restock of SKU \"%s\" in table %s not recorded",
+							TextDatumGetCString(c->sku), c->source),
+					 errdetail("The bis library is version %s, and this database has the SQL of version %s.",
+							   BIS_VERSION, version ? version : "(none)"),
+					 errhint("Update the extension with ALTER EXTENSION bis UPDATE.")));
+	}
+	return current;
+}
+
+/* Prepare a statement once for the life of the backend; caller is in SPI */
+static SPIPlanPtr
+prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
+/* The owner of a function: what bis's C functions run their SQL as */
+Oid
+function_owner(Oid fn_oid)
+{
+	HeapTuple	proctup;
+	Oid			owner;
+
+	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(proctup))
+		elog(ERROR, "cache lookup failed for function %u", fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(proctup))->proowner;
+	ReleaseSysCache(proctup);
+	return owner;
+}
+
+/*
+ * Run what follows as role.  bis's own statements run as the extension's
+ * owner, as PostgreSQL's foreign key triggers run theirs: whoever may change
+ * the stock causes restocks without any right on bis's tables.  What reads an
+ * application's table runs as that table's owner, restricted, with a safe
+ * search_path, as VACUUM and ANALYZE do: the table's index expressions,
+ * predicates and constraints are its owner's code, and never run with bis's
+ * privileges.  An error on the way restores the user and the settings as the
+ * transaction aborts.
+ */
+void
+begin_as_role(Oid role, bool restricted, AsRole *as)
+{
+	GetUserIdAndSecContext(&as->save_userid, &as->save_sec_context);
+	SetUserIdAndSecContext(role, as->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
+	as->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+end_as_role(AsRole *as)
+{
+	AtEOXact_GUC(false, as->save_nestlevel);
+	SetUserIdAndSecContext(as->save_userid, as->save_sec_context);
+}
+
+/* Count notifications left pending, for the wake-up at commit */
+static void
+note_pending(int64 n)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (n <= 0)
+		return;
+	if (subid != TopSubTransactionId &&
+		(subxact_marks == NULL || subxact_marks->subid != subid))
+	{
+		SubxactMark *mark = MemoryContextAlloc(TopTransactionContext,
+											   sizeof(SubxactMark));
+
+		mark->subid = subid;
+		mark->pending_before = xact_pending;
+		mark->next = subxact_marks;
+		subxact_marks = mark;
+	}
+	xact_pending += n;
+}
+
+/*
+ * Whether this transaction sends the wake-up.  Every NOTIFY takes a
+ * database-wide lock at commit, so concurrent restocks take turns: one that
+ * gets bis's wake-up lock as it commits notifies, and one that finds the lock
+ * taken leaves the wake-up to that one, which is committing too.  The lock is
+ * an object lock on the bis extension with sub-id 1, which no SQL command
+ * takes: no role can hold it, and bis holds it only while a transaction
+ * commits.  If the holder's wake-up comes before this transaction's rows are
+ * visible, the mailers' timer delivers them.
+ */
+static bool
+wake_mailers(void)
+{
+	Oid			extension = get_extension_oid("bis", true);
+
+	return OidIsValid(extension) &&
+		ConditionalLockDatabaseObject(ExtensionRelationId, extension, 1,
+									  ExclusiveLock);
+}
+
+static void
+restock_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			/*
+			 * Async_Notify folds identical notifications into one, and the
+			 * payload is empty: the tables hold the details, and NOTIFY
+			 * carries no personal data.  A prepared transaction sends none:
+			 * PostgreSQL refuses NOTIFY there, and the mailers poll.
+			 */
+			if (xact_pending > 0 && bis_notify && wake_mailers())
+				Async_Notify(BIS_CHANNEL, "");
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			xact_pending = 0;
+			subxact_marks = NULL;	/* freed with TopTransactionContext */
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+restock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	SubxactMark *mark = subxact_marks;
+
+	if (mark == NULL || mark->subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		xact_pending = mark->pending_before;
+		subxact_marks = mark->next;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* what it enqueued is its parent's now */
+		if (mark->next != NULL && mark->next->subid == parentSubid)
+			subxact_marks = mark->next;
+		else
+			mark->subid = parentSubid;
+	}
+}
+
+void
+bis_restock_init(void)
+{
+	RegisterXactCallback(restock_xact_callback, NULL);
+	RegisterSubXactCallback(restock_subxact_callback, NULL);
+}
+
+/*
+ * The rows the walk found, as a tid[]: construct_array wants Datums, and a
+ * TID is passed by reference, so point at each.
+ */
+static Datum
+tids_datum(const Matches *m)
+{
+	Datum	   *elems;
+	int			i;
+
+	if (m->n == 0)
+		return PointerGetDatum(construct_empty_array(TIDOID));
+	elems = palloc(sizeof(Datum) * m->n);
+	for (i = 0; i < m->n; i++)
+		elems[i] = PointerGetDatum(&m->tids[i]);
+	return PointerGetDatum(construct_array(elems, m->n, TIDOID,
+										   sizeof(ItemPointerData), false,
+										   TYPALIGN_SHORT));
+}
+
+/* A wave's size: per_unit subscribers per unit in stock, without overflow */
+static int64
+wave_quota(int32 per_unit, int64 quantity)
+{
+	int64		quota;
+
+	if (pg_mul_s64_overflow(per_unit, quantity, &quota))
+		quota = PG_INT64_MAX;
+	return quota;
+}
+
+static Datum
+interval_seconds(int seconds)
+{
+	Interval   *result = (Interval *) palloc0(sizeof(Interval));
+
+	result->time = (int64) seconds * USECS_PER_SEC;
+	return IntervalPGetDatum(result);
+}
+
+/*
+ * Walk the index of active subscriptions with a snapshot taken now: in READ
+ * COMMITTED, a subscription committed while this transaction waited for the
+ * SKU's turn is seen.
+ */
+static void
+walk(Datum sku, Datum locale, Datum external_id, int64 after_id, int64 upto_id,
+	 int64 limit, bool want_tids, Matches *m, int64 *newest)
+{
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	if (newest != NULL)
+		upto_id = *newest = newest_active_subscription(sku);
+	match_subscriptions(sku, locale, external_id, after_id, upto_id, limit,
+						want_tids, m);
+	PopActiveSnapshot();
+}
+
+/*
+ * Record one crossing and enqueue the first chunk of its notifications;
+ * returns how many.  The SQL runs as the owner of the function whose OID is
+ * given (the trigger's, or bis._new_stock_level's): the extension's owner.
+ */
+int
+restock(Oid as_owner_of, const Crossing *c)
+{
+	AsRole		as;
+	Datum		values[13];
+	char		nulls[13];
+	bool		isnull;
+	bool		alerts_enabled;
+	bool		has_quota;
+	int32		per_unit = 0;
+	int64		quota = 0;
+	int64		take;
+	int64		newest;
+	Matches		m;
+	int			ret;
+	int			enqueued = 0;
+
+	if (!sql_is_current(c))
+		return 0;
+	begin_as_role(function_owner(as_owner_of), false, &as);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* the SKU's turn, and the item's alerts and waves */
+	{
+		Oid			argtypes[2] = {TEXTOID, INT4OID};
+
+		values[0] = c->sku;
+		values[1] = Int32GetDatum(bis_wave_per_unit);
+		ret = SPI_execute_plan(prepare_kept(&turn_plan, turn_sql, 2, argtypes),
+							   values, NULL, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	}
+	alerts_enabled = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	has_quota = false;
+	if (alerts_enabled)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		has_quota = !isnull;
+		if (has_quota)
+			per_unit = DatumGetInt32(d);
+	}
+	if (SPI_processed == 1 && !alerts_enabled)
+	{
+		/* alerts off: the subscriptions that would have been told wait */
+		walk(c->sku, c->locale, c->external_id, 0, -1, PG_INT64_MAX, false, &m, NULL);
+	}
+	else
+		m.n = 0;
+
+	values[0] = c->sku;
+	values[1] = c->locale;
+	values[2] = c->external_id;
+	values[3] = Int64GetDatum(c->old_quantity);
+	values[4] = Int64GetDatum(c->new_quantity);
+	values[5] = Int32GetDatum(c->threshold);
+	values[6] = CStringGetTextDatum(c->source);
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[1] = c->locale == (Datum) 0 ? 'n' : ' ';
+	nulls[2] = c->external_id == (Datum) 0 ? 'n' : ' ';
+	nulls[3] = c->has_old ? ' ' : 'n';
+
+	if (!alerts_enabled)
+	{
+		Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		INT4OID, TEXTOID, INT4OID};
+
+		values[7] = Int32GetDatum(m.n);
+		ret = SPI_execute_plan(prepare_kept(&logged_plan, logged_sql, 8, argtypes),
+							   values, nulls, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	}
+	else
+	{
+		Oid			argtypes[13] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+			INT4OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID, INT8OID, INT8OID,
+		INTERVALOID};
+
+		if (has_quota)
+			quota = wave_quota(per_unit, c->new_quantity);
+		take = has_quota ? Min(quota, bis_expand_chunk) : bis_expand_chunk;
+		walk(c->sku, c->locale, c->external_id, 0, 0, take, true, &m, &newest);
+
+		values[7] = tids_datum(&m);
+		values[8] = BoolGetDatum(m.n == take);
+		values[9] = Int64GetDatum(quota);
+		nulls[9] = has_quota ? ' ' : 'n';
+		values[10] = Int64GetDatum(newest);
+		values[11] = Int64GetDatum(m.n > 0 ? m.last_id : 0);
+		values[12] = interval_seconds(bis_wave_interval);
+		ret = SPI_execute_plan(prepare_kept(&first_chunk_plan, first_chunk_sql, 13, argtypes),
+							   values, nulls, false, 0);
+		if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		enqueued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	end_as_role(&as);
+
+	bis_enqueued_total += enqueued;
+	note_pending(enqueued);
+	return enqueued;
+}
+
+/*
+ * bis._expand(ev bis.restock_events, max_rows integer, worker text,
+ *			   lease interval, channels text[], OUT enqueued integer,
+ *			   OUT claimed bigint[])
+ *
+ * The next chunk of a restock that the caller has locked, and whose SKU's
+ * turn it holds (bis._next_expansion).  With a worker, the notifications of
+ * its channels are claimed by it at once and their ids returned.
+ */
+PG_FUNCTION_INFO_V1(bis__expand);
+
+Datum
+bis__expand(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader ev;
+	TupleDesc	tupdesc;
+	Datum		event_id;
+	Datum		sku;
+	Datum		locale;
+	Datum		external_id;
+	int64		last_id;
+	int64		upto_id;
+	bool		has_quota;
+	int64		quota;
+	int64		take;
+	bool		isnull;
+	Matches		m;
+	Datum		values[9];
+	char		nulls[9];
+	Datum		result[2];
+	bool		result_nulls[2] = {false, false};
+	int			pending;
+	int			ret;
+	Oid			argtypes[9] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
+	TEXTOID, INTERVALOID, TEXTARRAYOID, INTERVALOID};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "bis._expand needs a restock event and a chunk size");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	ev = PG_GETARG_HEAPTUPLEHEADER(0);
+	event_id = GetAttributeByName(ev, "id", &isnull);
+	sku = GetAttributeByName(ev, "sku", &isnull);
+	locale = GetAttributeByName(ev, "locale", &isnull);
+	if (isnull)
+		locale = (Datum) 0;
+	external_id = GetAttributeByName(ev, "external_id", &isnull);
+	if (isnull)
+		external_id = (Datum) 0;
+	last_id = DatumGetInt64(GetAttributeByName(ev, "last_subscription_id", &isnull));
+	upto_id = DatumGetInt64(GetAttributeByName(ev, "max_subscription_id", &isnull));
+	quota = DatumGetInt64(GetAttributeByName(ev, "wave_quota", &has_quota));
+	has_quota = !has_quota;
+
+	take = PG_GETARG_INT32(1);
+	if (has_quota)
+		take = Min(take, Max(quota, 0));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	walk(sku, locale, external_id, last_id, upto_id, take, true, &m, NULL);
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = event_id;
+	values[1] = sku;
+	values[2] = tids_datum(&m);
+	values[3] = BoolGetDatum(m.n == take);
+	values[4] = Int64GetDatum(m.n > 0 ? m.last_id : last_id);
+	values[5] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[5] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[6] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[6] = PG_ARGISNULL(3) ? 'n' : ' ';
+	values[7] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	nulls[7] = PG_ARGISNULL(4) ? 'n' : ' ';
+	values[8] = interval_seconds(bis_wave_interval);
+	ret = SPI_execute_plan(prepare_kept(&next_chunk_plan, next_chunk_sql, 9, argtypes),
+						   values, nulls, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
+		elog(ERROR, "restock event " INT64_FORMAT " could not be updated: %s",
+			 DatumGetInt64(event_id), SPI_result_code_string(ret));
+
+	result[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pending = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	result[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &result_nulls[1]);
+	/* the claimed ids outlive SPI */
+	if (!result_nulls[1])
+		result[1] = SPI_datumTransfer(result[1], false, -1);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+
+	bis_enqueued_total += DatumGetInt32(result[0]);
+	note_pending(pending);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  result, result_nulls)));
+}

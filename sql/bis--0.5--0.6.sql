@@ -226,9 +226,13 @@ COMMENT ON COLUMN bis.notifications.status_reason IS 'Why it is suppressed: no_a
 COMMENT ON COLUMN bis.notifications.last_error IS 'The last delivery error';
 
 /*
- * Subscriptions: a used one now lives on in its notification
+ * Subscriptions: a used one now lives on in its notification; the index by
+ * contact keeps the others than active ones, which the unique key finds
  */
 DELETE FROM bis.subscriptions WHERE status = 'notified';
+DROP INDEX bis.subscriptions_contact_idx;
+CREATE INDEX subscriptions_contact_idx ON bis.subscriptions (contact_id, created_at)
+    WHERE status <> 'active';
 ALTER TABLE bis.subscriptions
     DROP COLUMN notified_at,
     DROP COLUMN restock_event_id,
@@ -733,6 +737,12 @@ SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, 
        NULL::timestamptz AS notified_at, s.cancelled_at, NULL::bigint AS restock_event_id,
        NULL::bigint AS notification_id
   FROM bis.subscriptions s
+ WHERE s.status = 'active'
+UNION ALL
+SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, s.created_at,
+       NULL, s.cancelled_at, NULL, NULL
+  FROM bis.subscriptions s
+ WHERE s.status <> 'active'
 UNION ALL
 SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channel, 'notified',
        n.subscribed_at, n.created_at, NULL, n.restock_event_id, n.id
@@ -858,12 +868,10 @@ COMMENT ON COLUMN bis.message.payload IS 'What the message was rendered from: it
 COMMENT ON COLUMN bis.message.attempts IS 'Delivery attempts, this one included';
 COMMENT ON COLUMN bis.message.claimed_until IS 'When the lease runs out';
 
-CREATE FUNCTION bis._message(n bis.notifications, i bis.items, c bis.contacts, e bis.restock_events,
-                             locale text, t bis.templates)
-    RETURNS bis.message
-    LANGUAGE c STABLE
-    AS 'MODULE_PATHNAME', 'bis__message';
-COMMENT ON FUNCTION bis._message(bis.notifications, bis.items, bis.contacts, bis.restock_events, text, bis.templates) IS 'A claimed notification''s message: the payload built from the current item, contact and restock, and the template rendered against it';
+CREATE FUNCTION bis._hand_out(ids bigint[], worker text) RETURNS SETOF bis.message
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'bis__hand_out';
+COMMENT ON FUNCTION bis._hand_out(bigint[], text) IS 'The messages of the notifications among ids that worker has just claimed, built from the current item, contact and restock; those without an address for their channel are suppressed instead';
 
 CREATE OR REPLACE FUNCTION bis._check_worker(worker text, required boolean) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -949,42 +957,9 @@ BEGIN
                                                  AND (SELECT max(i) FROM unnest(ids) i);
         END IF;
 
-        -- the message, built now from the current item and contact; a row
+        -- the messages, built now from the current item and contact; a row
         -- whose contact has no address for its channel never leaves
-        RETURN QUERY
-        WITH base AS (
-            SELECT n, i, k.c, e, coalesce((k.c).locale, n.locale, e.locale) AS locale,
-                   CASE n.channel WHEN 'email' THEN (k.c).email WHEN 'sms' THEN (k.c).phone
-                                  ELSE '' END AS address
-              FROM bis.notifications n
-              LEFT JOIN bis.items i ON i.sku = n.sku
-              -- a probe per row (OFFSET 0 keeps it a subquery): a hash join
-              -- would read every contact for a batch the planner overestimates
-              LEFT JOIN LATERAL (SELECT c FROM bis.contacts c
-                                  WHERE c.contact_id = n.contact_id OFFSET 0) k ON true
-              LEFT JOIN bis.restock_events e ON e.id = n.restock_event_id
-             WHERE n.id = ANY (ids) AND n.id BETWEEN (SELECT min(i) FROM unnest(ids) i)
-                                                 AND (SELECT max(i) FROM unnest(ids) i)
-               AND n.status = 'claimed' AND n.claimed_by = claim.worker
-        ), suppressed AS (
-            UPDATE bis.notifications x
-               SET status = 'suppressed', status_reason = 'no_address', claimed_by = NULL,
-                   claimed_until = NULL, attempts = x.attempts - 1
-              FROM base b
-             WHERE x.id = (b.n).id AND b.address IS NULL
-        ), tpl AS MATERIALIZED (
-            -- a batch has few kinds, channels and locales: look each up once
-            SELECT k.kind, k.channel, k.locale, t
-              FROM (SELECT DISTINCT (b.n).kind, (b.n).channel, b.locale FROM base b) k
-              LEFT JOIN LATERAL bis._template(k.kind, k.channel, k.locale, settings.default_locale) t ON true
-        )
-        SELECT m.*
-          FROM base b
-          JOIN tpl ON tpl.kind = (b.n).kind AND tpl.channel = (b.n).channel
-                  AND tpl.locale IS NOT DISTINCT FROM b.locale
-         CROSS JOIN LATERAL bis._message(b.n, b.i, b.c, b.e, b.locale, tpl.t) m
-         WHERE b.address IS NOT NULL
-         ORDER BY m.id;
+        RETURN QUERY SELECT * FROM bis._hand_out(ids, worker);
         -- a batch that had only expired or suppressed rows: look again
         EXIT WHEN FOUND OR expanded;
     END LOOP;

@@ -27,6 +27,7 @@ extern bool bis_notify;
 extern int	bis_expand_chunk;
 extern int	bis_wave_per_unit;
 extern int	bis_wave_interval;
+extern char *bis_default_locale;
 
 /* Where a tracked table keeps the columns bis reads (track.c) */
 typedef struct TrackedColumns
@@ -50,6 +51,8 @@ typedef struct AsRole
 
 extern void begin_as_role(Oid role, bool restricted, AsRole *as);
 extern void end_as_role(AsRole *as);
+extern void set_local(const char *name, const char *value);
+extern void by_key_only(void);
 extern Oid	function_owner(Oid fn_oid);
 
 /* A crossing, as the trigger or bis._new_stock_level saw it (restock.c) */

@@ -71,3 +71,13 @@ bis__payload(PG_FUNCTION_ARGS)
 	superseded("bis._payload");
 	PG_RETURN_NULL();
 }
+
+/* bis._message(n bis.notifications, subject text, body text, body_html text), 0.3 to 0.5 */
+PG_FUNCTION_INFO_V1(bis__message);
+
+Datum
+bis__message(PG_FUNCTION_ARGS)
+{
+	superseded("bis._message");
+	PG_RETURN_NULL();
+}

@@ -1,143 +1,141 @@
 /*-------------------------------------------------------------------------
  *
  * message.c
- *	  bis._message: what a mailer gets for a notification it claims.
+ *	  bis._hand_out: the messages of the notifications a mailer just claimed.
  *
  * A notification keeps references and what the restock froze; its message is
  * built when a mailer claims it, from the item, contact and restock event as
  * they are then: the payload (a JSON object of what the message may say) and
  * the subject, body and HTML body rendered from the template against it.
  * The payload holds only the address of the notification's channel, never
- * the contact's others.
+ * the contact's others.  A notification whose contact has no address for its
+ * channel is not handed out: it is suppressed, and says why.
+ *
+ * The batch is read with one statement, prepared once, and each template is
+ * looked up once per call.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/typcache.h"
+#include "utils/memutils.h"
 
 #include "bis.h"
 
-/* The arguments of bis._message, and the fields read from each row */
+/*
+ * The claimed notifications of $1 (ids) that $2 (the worker) holds, with
+ * what their messages are built from, in id order.
+ */
+static const char batch_sql[] =
+"SELECT n.id, n.kind, n.channel, n.subscription_id, n.locale, n.external_id, n.subscribed_at,"
+"       n.contact_id, n.sku, n.attempts, n.claimed_until,"
+"       c.email, c.phone, c.locale, c.first_name,"
+"       i.title, i.url, i.image_url, i.price, i.compare_at_price, i.currency, i.category,"
+"       i.attributes, e.new_quantity, e.locale, e.external_id"
+"  FROM bis.notifications n"
+"  LEFT JOIN bis.contacts c ON c.contact_id OPERATOR(pg_catalog.=) n.contact_id"
+"  LEFT JOIN bis.items i ON i.sku OPERATOR(pg_catalog.=) n.sku"
+"  LEFT JOIN bis.restock_events e ON e.id OPERATOR(pg_catalog.=) n.restock_event_id"
+" WHERE n.id OPERATOR(pg_catalog.=) ANY ($1) AND n.status OPERATOR(pg_catalog.=) 'claimed'"
+"   AND n.claimed_by OPERATOR(pg_catalog.=) $2"
+" ORDER BY n.id";
+
+/* The columns of batch_sql, in order */
 enum
 {
-	ARG_NOTIFICATION,
-	ARG_ITEM,
-	ARG_CONTACT,
-	ARG_EVENT,
-	ARG_LOCALE,
-	ARG_TEMPLATE
+	B_ID, B_KIND, B_CHANNEL, B_SUBSCRIPTION_ID, B_LOCALE, B_EXTERNAL_ID, B_SUBSCRIBED_AT,
+	B_CONTACT_ID, B_SKU, B_ATTEMPTS, B_CLAIMED_UNTIL,
+	B_EMAIL, B_PHONE, B_CONTACT_LOCALE, B_FIRST_NAME,
+	B_TITLE, B_URL, B_IMAGE_URL, B_PRICE, B_COMPARE_AT_PRICE, B_CURRENCY, B_CATEGORY,
+	B_ATTRIBUTES, B_QUANTITY, B_STOCK_LOCALE, B_STOCK_EXTERNAL_ID,
+	B_NCOLUMNS
 };
 
-static const char *const notification_fields[] = {"id", "kind", "channel", "subscription_id",
-	"locale", "external_id", "subscribed_at", "contact_id", "sku", "attempts", "claimed_until", NULL};
-enum
+/* $1 kind, $2 channel, $3 locale, $4 bis.default_locale */
+static const char template_sql[] =
+"SELECT t.subject, t.body, t.body_html FROM bis._template($1, $2, $3, $4) t";
+
+/* A notification not handed out: $1 ids */
+static const char suppress_sql[] =
+"UPDATE bis.notifications n"
+"   SET status = 'suppressed', status_reason = 'no_address', claimed_by = NULL,"
+"       claimed_until = NULL, attempts = n.attempts OPERATOR(pg_catalog.-) 1"
+" WHERE n.id OPERATOR(pg_catalog.=) ANY ($1)";
+
+static SPIPlanPtr batch_plan = NULL;
+static SPIPlanPtr template_plan = NULL;
+static SPIPlanPtr suppress_plan = NULL;
+
+/* A template, looked up once per call for each kind, channel and locale */
+typedef struct Template
 {
-	N_ID, N_KIND, N_CHANNEL, N_SUBSCRIPTION_ID, N_LOCALE, N_EXTERNAL_ID,
-	N_SUBSCRIBED_AT, N_CONTACT_ID, N_SKU, N_ATTEMPTS, N_CLAIMED_UNTIL
-};
+	char		key[3 * NAMEDATALEN];	/* hash key: kind, channel, locale */
+	text	   *parts[3];		/* subject, body, body_html; NULL if none */
+} Template;
 
-static const char *const item_fields[] = {"title", "url", "image_url", "price",
-	"compare_at_price", "currency", "category", "attributes", NULL};
-enum
+static SPIPlanPtr
+prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
-	I_TITLE, I_URL, I_IMAGE_URL, I_PRICE, I_COMPARE_AT_PRICE, I_CURRENCY,
-	I_CATEGORY, I_ATTRIBUTES
-};
-
-static const char *const contact_fields[] = {"email", "phone", "locale", "first_name", NULL};
-enum
-{
-	C_EMAIL, C_PHONE, C_LOCALE, C_FIRST_NAME
-};
-
-static const char *const event_fields[] = {"new_quantity", "locale", "external_id", NULL};
-enum
-{
-	E_NEW_QUANTITY, E_LOCALE, E_EXTERNAL_ID
-};
-
-static const char *const template_fields[] = {"subject", "body", "body_html", NULL};
-
-#define MAX_FIELDS 11
-
-/* Where a row type keeps the fields read from it, found once per call site */
-typedef struct RowFields
-{
-	Oid			typid;
-	int			nfields;
-	AttrNumber	attnums[MAX_FIELDS];
-} RowFields;
-
-typedef struct MessageCache
-{
-	RowFields	rows[ARG_TEMPLATE + 1];
-	TupleDesc	result;
-} MessageCache;
-
-/* The values of a row's fields; all NULL when the row itself is */
-typedef struct Fields
-{
-	Datum		values[MAX_FIELDS];
-	bool		nulls[MAX_FIELDS];
-} Fields;
-
-static void
-read_fields(FunctionCallInfo fcinfo, int arg, const char *const *names,
-			RowFields *rf, Fields *f)
-{
-	HeapTupleHeader row;
-	Oid			typid;
-	TupleDesc	tupdesc;
-	HeapTupleData tuple;
-	int			i;
-
-	for (i = 0; names[i] != NULL; i++)
-		f->nulls[i] = true;
-	if (PG_ARGISNULL(arg))
-		return;
-
-	row = PG_GETARG_HEAPTUPLEHEADER(arg);
-	typid = HeapTupleHeaderGetTypeId(row);
-	tupdesc = lookup_rowtype_tupdesc(typid, HeapTupleHeaderGetTypMod(row));
-	if (rf->typid != typid)
+	if (*plan == NULL)
 	{
-		rf->nfields = 0;
-		for (i = 0; names[i] != NULL; i++)
-		{
-			int			j;
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
 
-			rf->attnums[i] = InvalidAttrNumber;
-			for (j = 0; j < tupdesc->natts; j++)
-			{
-				Form_pg_attribute att = TupleDescAttr(tupdesc, j);
-
-				if (!att->attisdropped && strcmp(NameStr(att->attname), names[i]) == 0)
-					rf->attnums[i] = att->attnum;
-			}
-			if (rf->attnums[i] == InvalidAttrNumber)
-				elog(ERROR, "row type %s has no column \"%s\"",
-					 format_type_be(typid), names[i]);
-			rf->nfields++;
-		}
-		rf->typid = typid;
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
 	}
+	return *plan;
+}
 
-	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = row;
-	for (i = 0; i < rf->nfields; i++)
-		f->values[i] = heap_getattr(&tuple, rf->attnums[i], tupdesc, &f->nulls[i]);
-	ReleaseTupleDesc(tupdesc);
+/* The template for a row, from the cache or looked up; caller is in SPI */
+static Template *
+template_for(HTAB *templates, Datum kind, Datum channel, Datum locale, bool locale_null,
+			 MemoryContext cxt)
+{
+	char		key[3 * NAMEDATALEN];
+	Template   *t;
+	bool		found;
+
+	snprintf(key, sizeof(key), "%s|%s|%s", TextDatumGetCString(kind),
+			 TextDatumGetCString(channel), locale_null ? "" : TextDatumGetCString(locale));
+	t = hash_search(templates, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+		Datum		values[4] = {kind, channel, locale, CStringGetTextDatum(bis_default_locale)};
+		char		nulls[4] = {' ', ' ', locale_null ? 'n' : ' ', ' '};
+		int			ret;
+		int			i;
+
+		ret = SPI_execute_plan(prepare_kept(&template_plan, template_sql, 4, argtypes),
+							   values, nulls, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		for (i = 0; i < 3; i++)
+		{
+			bool		isnull = true;
+			Datum		d = SPI_processed == 1 ?
+				SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull) :
+				(Datum) 0;
+
+			t->parts[i] = isnull ? NULL :
+				(text *) MemoryContextAlloc(cxt, VARSIZE_ANY(DatumGetPointer(d)));
+			if (!isnull)
+				memcpy(t->parts[i], DatumGetPointer(d), VARSIZE_ANY(DatumGetPointer(d)));
+		}
+	}
+	return t;
 }
 
 static void
@@ -257,11 +255,7 @@ end_object(JsonbParseState **state)
 }
 
 /*
- * bis._message(n bis.notifications, i bis.items, c bis.contacts,
- *				e bis.restock_events, locale text, t bis.templates)
- * returns bis.message
- *
- * The payload:
+ * The payload of one row of batch_sql:
  *	{"item": {"sku", "title", "url", "image_url", "price", "compare_at_price",
  *			  "currency", "category", "attributes"},
  *	 "stock": {"quantity", "locale", "external_id"},
@@ -269,125 +263,184 @@ end_object(JsonbParseState **state)
  *	 "subscription": {"id", "locale", "external_id", "created_at"},
  *	 "channel", "address", "locale"}
  */
-PG_FUNCTION_INFO_V1(bis__message);
-
-Datum
-bis__message(PG_FUNCTION_ARGS)
+static Jsonb *
+payload(const Datum *v, const bool *n, Datum address, bool address_null,
+		Datum locale, bool locale_null)
 {
-	MessageCache *cache = (MessageCache *) fcinfo->flinfo->fn_extra;
-	Fields		n,
-				i,
-				c,
-				e,
-				t;
 	JsonbParseState *state = NULL;
-	Jsonb	   *payload;
-	Datum		address = (Datum) 0;
-	bool		address_null = true;
-	char	   *channel;
-	Datum		values[11];
-	bool		nulls[11];
-	int			k;
-
-	/* bis 0.3 to 0.5 named this symbol with other arguments */
-	if (PG_NARGS() != ARG_TEMPLATE + 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("function bis._message belongs to an older version of bis"),
-				 errhint("Update the extension with ALTER EXTENSION bis UPDATE.")));
-	if (PG_ARGISNULL(ARG_NOTIFICATION))
-		PG_RETURN_NULL();
-	if (cache == NULL)
-	{
-		TupleDesc	tupdesc;
-		MemoryContext oldcxt;
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		cache = palloc0(sizeof(MessageCache));
-		cache->result = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		MemoryContextSwitchTo(oldcxt);
-		fcinfo->flinfo->fn_extra = cache;
-	}
-	read_fields(fcinfo, ARG_NOTIFICATION, notification_fields, &cache->rows[ARG_NOTIFICATION], &n);
-	read_fields(fcinfo, ARG_ITEM, item_fields, &cache->rows[ARG_ITEM], &i);
-	read_fields(fcinfo, ARG_CONTACT, contact_fields, &cache->rows[ARG_CONTACT], &c);
-	read_fields(fcinfo, ARG_EVENT, event_fields, &cache->rows[ARG_EVENT], &e);
-	read_fields(fcinfo, ARG_TEMPLATE, template_fields, &cache->rows[ARG_TEMPLATE], &t);
-
-	/* only the address the channel needs */
-	channel = TextDatumGetCString(n.values[N_CHANNEL]);
-	if (strcmp(channel, "email") == 0)
-	{
-		address = c.values[C_EMAIL];
-		address_null = c.nulls[C_EMAIL];
-	}
-	else if (strcmp(channel, "sms") == 0)
-	{
-		address = c.values[C_PHONE];
-		address_null = c.nulls[C_PHONE];
-	}
 
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	begin_object(&state, "item");
-	push_text(&state, "sku", n.values[N_SKU], false);
-	push_text(&state, "title", i.values[I_TITLE], i.nulls[I_TITLE]);
-	push_text(&state, "url", i.values[I_URL], i.nulls[I_URL]);
-	push_text(&state, "image_url", i.values[I_IMAGE_URL], i.nulls[I_IMAGE_URL]);
-	push_numeric(&state, "price", i.values[I_PRICE], i.nulls[I_PRICE]);
-	push_numeric(&state, "compare_at_price", i.values[I_COMPARE_AT_PRICE],
-				 i.nulls[I_COMPARE_AT_PRICE]);
-	push_text(&state, "currency", i.values[I_CURRENCY], i.nulls[I_CURRENCY]);
-	push_text(&state, "category", i.values[I_CATEGORY], i.nulls[I_CATEGORY]);
-	push_jsonb(&state, "attributes", i.values[I_ATTRIBUTES], i.nulls[I_ATTRIBUTES]);
+	push_text(&state, "sku", v[B_SKU], false);
+	push_text(&state, "title", v[B_TITLE], n[B_TITLE]);
+	push_text(&state, "url", v[B_URL], n[B_URL]);
+	push_text(&state, "image_url", v[B_IMAGE_URL], n[B_IMAGE_URL]);
+	push_numeric(&state, "price", v[B_PRICE], n[B_PRICE]);
+	push_numeric(&state, "compare_at_price", v[B_COMPARE_AT_PRICE], n[B_COMPARE_AT_PRICE]);
+	push_text(&state, "currency", v[B_CURRENCY], n[B_CURRENCY]);
+	push_text(&state, "category", v[B_CATEGORY], n[B_CATEGORY]);
+	push_jsonb(&state, "attributes", v[B_ATTRIBUTES], n[B_ATTRIBUTES]);
 	end_object(&state);
 
 	begin_object(&state, "stock");
-	push_int8(&state, "quantity", e.values[E_NEW_QUANTITY], e.nulls[E_NEW_QUANTITY]);
-	push_text(&state, "locale", e.values[E_LOCALE], e.nulls[E_LOCALE]);
-	push_text(&state, "external_id", e.values[E_EXTERNAL_ID], e.nulls[E_EXTERNAL_ID]);
+	push_int8(&state, "quantity", v[B_QUANTITY], n[B_QUANTITY]);
+	push_text(&state, "locale", v[B_STOCK_LOCALE], n[B_STOCK_LOCALE]);
+	push_text(&state, "external_id", v[B_STOCK_EXTERNAL_ID], n[B_STOCK_EXTERNAL_ID]);
 	end_object(&state);
 
 	begin_object(&state, "contact");
-	push_text(&state, "id", n.values[N_CONTACT_ID], false);
-	push_text(&state, "first_name", c.values[C_FIRST_NAME], c.nulls[C_FIRST_NAME]);
-	push_text(&state, "locale", c.values[C_LOCALE], c.nulls[C_LOCALE]);
+	push_text(&state, "id", v[B_CONTACT_ID], false);
+	push_text(&state, "first_name", v[B_FIRST_NAME], n[B_FIRST_NAME]);
+	push_text(&state, "locale", v[B_CONTACT_LOCALE], n[B_CONTACT_LOCALE]);
 	end_object(&state);
 
 	begin_object(&state, "subscription");
-	push_int8(&state, "id", n.values[N_SUBSCRIPTION_ID], false);
-	push_text(&state, "locale", n.values[N_LOCALE], n.nulls[N_LOCALE]);
-	push_text(&state, "external_id", n.values[N_EXTERNAL_ID], n.nulls[N_EXTERNAL_ID]);
-	push_timestamptz(&state, "created_at", n.values[N_SUBSCRIBED_AT], n.nulls[N_SUBSCRIBED_AT]);
+	push_int8(&state, "id", v[B_SUBSCRIPTION_ID], false);
+	push_text(&state, "locale", v[B_LOCALE], n[B_LOCALE]);
+	push_text(&state, "external_id", v[B_EXTERNAL_ID], n[B_EXTERNAL_ID]);
+	push_timestamptz(&state, "created_at", v[B_SUBSCRIBED_AT], n[B_SUBSCRIBED_AT]);
 	end_object(&state);
 
-	push_text(&state, "channel", n.values[N_CHANNEL], false);
+	push_text(&state, "channel", v[B_CHANNEL], false);
 	push_text(&state, "address", address, address_null);
-	push_text(&state, "locale", PG_ARGISNULL(ARG_LOCALE) ? (Datum) 0 : PG_GETARG_DATUM(ARG_LOCALE),
-			  PG_ARGISNULL(ARG_LOCALE));
-	payload = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	push_text(&state, "locale", locale, locale_null);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
 
-	values[0] = n.values[N_ID];
-	values[1] = n.values[N_KIND];
-	values[2] = n.values[N_CHANNEL];
-	values[3] = address;
-	values[4] = PG_ARGISNULL(ARG_LOCALE) ? (Datum) 0 : PG_GETARG_DATUM(ARG_LOCALE);
-	values[8] = JsonbPGetDatum(payload);
-	values[9] = n.values[N_ATTEMPTS];
-	values[10] = n.values[N_CLAIMED_UNTIL];
-	memset(nulls, false, sizeof(nulls));
-	nulls[3] = address_null;
-	nulls[4] = PG_ARGISNULL(ARG_LOCALE);
-	nulls[10] = n.nulls[N_CLAIMED_UNTIL];
-	/* subject, body and the HTML body, which alone is escaped */
-	for (k = 0; k < 3; k++)
+/*
+ * bis._hand_out(ids bigint[], worker text) returns setof bis.message
+ *
+ * The messages of the notifications among ids that worker has just claimed,
+ * in id order; those whose contact has no address for their channel are
+ * suppressed instead.
+ */
+PG_FUNCTION_INFO_V1(bis__hand_out);
+
+Datum
+bis__hand_out(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext callcxt = CurrentMemoryContext;
+	MemoryContext rowcxt;
+	HASHCTL		ctl;
+	HTAB	   *templates;
+	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		args[2];
+	SPITupleTable *batch;
+	uint64		nrows;
+	int64	   *suppressed;
+	int			nsuppressed = 0;
+	int			nestlevel;
+	uint64		r;
+	int			ret;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	ctl.keysize = 3 * NAMEDATALEN;
+	ctl.entrysize = sizeof(Template);
+	ctl.hcxt = callcxt;
+	templates = hash_create("bis templates of a claim", 8, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	rowcxt = AllocSetContextCreate(callcxt, "bis message", ALLOCSET_DEFAULT_SIZES);
+
+	nestlevel = NewGUCNestLevel();
+	by_key_only();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	ret = SPI_execute_plan(prepare_kept(&batch_plan, batch_sql, 2, argtypes),
+						   args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	/* template lookups run statements of their own: keep the batch at hand */
+	batch = SPI_tuptable;
+	nrows = SPI_processed;
+	suppressed = MemoryContextAlloc(callcxt, sizeof(int64) * Max(nrows, 1));
+
+	for (r = 0; r < nrows; r++)
 	{
-		nulls[5 + k] = t.nulls[k];
-		if (!t.nulls[k])
-			values[5 + k] = PointerGetDatum(render_template(DatumGetTextPP(t.values[k]),
-															payload, k == 2));
+		Datum		v[B_NCOLUMNS];
+		bool		n[B_NCOLUMNS];
+		Datum		out[11];
+		bool		out_null[11];
+		char	   *channel;
+		Datum		address = (Datum) 0;
+		bool		address_null = true;
+		Datum		locale;
+		bool		locale_null;
+		Template   *t;
+		Jsonb	   *p;
+		MemoryContext oldcxt;
+		int			k;
+
+		heap_deform_tuple(batch->vals[r], batch->tupdesc, v, n);
+		oldcxt = MemoryContextSwitchTo(rowcxt);
+
+		/* only the address the channel needs; email and sms need one */
+		channel = TextDatumGetCString(v[B_CHANNEL]);
+		if (strcmp(channel, "email") == 0 || strcmp(channel, "sms") == 0)
+		{
+			k = channel[0] == 'e' ? B_EMAIL : B_PHONE;
+			address = v[k];
+			address_null = n[k];
+			if (address_null)
+			{
+				suppressed[nsuppressed++] = DatumGetInt64(v[B_ID]);
+				MemoryContextSwitchTo(oldcxt);
+				MemoryContextReset(rowcxt);
+				continue;
+			}
+		}
+
+		/* the language to write in: the contact's, else the subscription's, else the stock's */
+		k = !n[B_CONTACT_LOCALE] ? B_CONTACT_LOCALE : !n[B_LOCALE] ? B_LOCALE : B_STOCK_LOCALE;
+		locale = v[k];
+		locale_null = n[k];
+
+		t = template_for(templates, v[B_KIND], v[B_CHANNEL], locale, locale_null, callcxt);
+		p = payload(v, n, address, address_null, locale, locale_null);
+		out[0] = v[B_ID];
+		out[1] = v[B_KIND];
+		out[2] = v[B_CHANNEL];
+		out[3] = address;
+		out[4] = locale;
+		out[8] = JsonbPGetDatum(p);
+		out[9] = v[B_ATTEMPTS];
+		out[10] = v[B_CLAIMED_UNTIL];
+		memset(out_null, false, sizeof(out_null));
+		out_null[3] = address_null;
+		out_null[4] = locale_null;
+		out_null[10] = n[B_CLAIMED_UNTIL];
+		/* subject, body and the HTML body, which alone is escaped */
+		for (k = 0; k < 3; k++)
+		{
+			out_null[5 + k] = t->parts[k] == NULL;
+			if (t->parts[k] != NULL)
+				out[5 + k] = PointerGetDatum(render_template(t->parts[k], p, k == 2));
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, out_null);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(rowcxt);
 	}
 
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(cache->result, values, nulls)));
+	if (nsuppressed > 0)
+	{
+		Oid			argtype = INT8ARRAYOID;
+		Datum	   *ids = palloc(sizeof(Datum) * nsuppressed);
+		int			i;
+
+		for (i = 0; i < nsuppressed; i++)
+			ids[i] = Int64GetDatum(suppressed[i]);
+		args[0] = PointerGetDatum(construct_array(ids, nsuppressed, INT8OID, sizeof(int64),
+												  true, TYPALIGN_DOUBLE));
+		ret = SPI_execute_plan(prepare_kept(&suppress_plan, suppress_sql, 1, &argtype),
+							   args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	}
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	AtEOXact_GUC(false, nestlevel);
+	return (Datum) 0;
 }

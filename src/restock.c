@@ -296,9 +296,29 @@ begin_as_role(Oid role, bool restricted, AsRole *as)
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
 	as->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
+	set_local("search_path", "pg_catalog, pg_temp");
+}
+
+/* Set a setting until the GUC nest level the caller opened ends */
+void
+set_local(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
+ * bis's own statements find their rows by key, and a restock's chunk takes
+ * its subscriptions by TID: planned with statistics of a queue that was
+ * empty a moment ago, or costing each TID as a random page read, a plan could
+ * read a whole table instead, or read a small one again for every row.  They
+ * are planned without sequential scans, in a GUC nest level the caller
+ * opened.
+ */
+void
+by_key_only(void)
+{
+	set_local("enable_seqscan", "off");
 }
 
 void
@@ -492,6 +512,7 @@ restock(Oid as_owner_of, const Crossing *c)
 	if (!sql_is_current(c))
 		return 0;
 	begin_as_role(function_owner(as_owner_of), false, &as);
+	by_key_only();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -615,6 +636,7 @@ bis__expand(PG_FUNCTION_ARGS)
 	Datum		result[2];
 	bool		result_nulls[2] = {false, false};
 	int			pending;
+	int			nestlevel;
 	int			ret;
 	Oid			argtypes[9] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
 	TEXTOID, INTERVALOID, TEXTARRAYOID, INTERVALOID};
@@ -642,6 +664,8 @@ bis__expand(PG_FUNCTION_ARGS)
 	if (has_quota)
 		take = Min(take, Max(quota, 0));
 
+	nestlevel = NewGUCNestLevel();
+	by_key_only();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	walk(sku, locale, external_id, last_id, upto_id, take, true, &m, NULL);
@@ -673,6 +697,7 @@ bis__expand(PG_FUNCTION_ARGS)
 		result[1] = SPI_datumTransfer(result[1], false, -1);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
+	AtEOXact_GUC(false, nestlevel);
 
 	bis_enqueued_total += DatumGetInt32(result[0]);
 	note_pending(pending);

@@ -7,8 +7,8 @@
 #
 # Figures: 1 bulk non-crossing UPDATE overhead; 2 single-row non-crossing
 # overhead (pgbench); 3 restock latency by number of subscribers; 4 restock
-# and drain throughput (and the row writes alone, on bis's tables); 5
-# NOTIFY-to-listener latency; 6 sizes per million notified; 7 NOTIFY
+# and drain throughput; 5 NOTIFY-to-listener latency; 6 sizes per million
+# notified; 7 NOTIFY
 # contention (pgbench, bis.notify on/off); 8 sustained restock and drain with
 # housekeeping, then with a long transaction open.
 #
@@ -420,42 +420,11 @@ if want 4; then
     fig_started=$SECONDS
     echo
     echo "== 4. Restock + drain: $drain_n subscribers, one worker, claim 1000 + ack per batch, each call its own transaction"
-    # writes: bis's own tables with nothing but the row writes its guarantees
-    # need per notification (the subscription marked used, the notification
-    # inserted claimed, then acked), an empty payload, nothing built or
-    # rendered: what any implementation of these tables costs at least
-    q <<'SQL'
-CREATE FUNCTION bench.writes_claim(sku text, max_rows int) RETURNS SETOF bigint LANGUAGE sql AS $$
-  WITH used AS (
-    UPDATE bis.subscriptions s SET status = 'notified', notified_at = now()
-     WHERE s.id = ANY (ARRAY(SELECT a.id FROM bis.subscriptions a
-                              WHERE a.sku = writes_claim.sku AND a.status = 'active'
-                                AND a.id > coalesce((SELECT max(n.subscription_id) FROM bis.notifications n), 0)
-                              ORDER BY a.id LIMIT max_rows))
-    RETURNING s.id, s.contact_id, s.channel)
-  INSERT INTO bis.notifications (subscription_id, contact_id, sku, channel, payload,
-                                 status, claimed_by, claimed_until, attempts)
-  SELECT u.id, u.contact_id, writes_claim.sku, u.channel, '{}', 'claimed', 'w',
-         now() + interval '5 minutes', 1
-    FROM used u
-  RETURNING id
-$$;
-SQL
-    writes_ack='WITH d AS (UPDATE bis.notifications n SET status = $$sent$$, sent_at = now(), claimed_until = NULL
-                            WHERE n.id = ANY ($1::bigint[]) AND n.status = $$claimed$$ RETURNING 1)
-                SELECT count(*) FROM d'
     declare -A drain=()
     reset_queue
     subscribe "D$drain_n" "$drain_n"
-    for v in bis writes peer; do
-        if [ $v = writes ]; then
-            q -c "TRUNCATE bis.subscriptions, bis.notifications, bis.restock_events" \
-              -c "INSERT INTO bis.subscriptions (contact_id, sku)
-                  SELECT 'c' || i, 'D$drain_n' FROM generate_series(1, $drain_n) i"
-            maint bis.subscriptions, bis.notifications, bis.restock_events
-            drain[$v]=$(client drain "SELECT 1" "SELECT * FROM bench.writes_claim('D$drain_n', 1000)" "$writes_ack")
-            check "writes notifications sent" "$(val "SELECT count(*) FROM bis.notifications WHERE status = 'sent'")" "$drain_n"
-        elif [ $v = bis ]; then
+    for v in bis peer; do
+        if [ $v = bis ]; then
             maint bis.subscriptions, bis.notifications, bis.restock_events, bench.inventory
             drain[$v]=$(client drain "UPDATE bench.inventory SET quantity = 5 WHERE sku = 'D$drain_n'" \
                 "SELECT * FROM bis.claim('w', 1000)" "SELECT bis.ack(\$1::bigint[], 'w')")
@@ -474,7 +443,7 @@ SQL
     size6[n_drained]=$drain_n
     printf '%-6s %10s %10s %10s %10s %8s\n' '' 'restock s' 'drain s' 'total s' 'rows/s' batches
     declare -A total=()
-    for v in bis writes peer; do
+    for v in bis peer; do
         read -r rms dms nrows nbatches <<<"${drain[$v]}"
         check "$v rows drained" "$nrows" "$drain_n"
         total[$v]=$(calc %.3f "($rms + $dms) / 1000")
@@ -486,14 +455,11 @@ SQL
         printf '%-6s %10.2f %10.2f %10.2f %10d %8d\n' "$v" "$(calc %.3f "$rms / 1000")" \
             "$(calc %.3f "$dms / 1000")" "${total[$v]}" "$rate" "$nbatches"
     done
-    for v in bis writes; do
-        printf '%-11s %38.2f\n' "$v/peer" "$(calc %.4f "${total[$v]} / ${total[peer]}")"
-        tsv 4 "restock to drained vs peer" "$v" "$(calc %.2f "${total[$v]} / ${total[peer]}")" ratio
-    done
+    printf '%-11s %38.2f\n' "bis/peer" "$(calc %.4f "${total[bis]} / ${total[peer]}")"
+    tsv 4 "restock to drained vs peer" bis "$(calc %.2f "${total[bis]} / ${total[peer]}")" ratio
     echo "(bis/peer: ratio of total time, below 1 means bis is faster; the bis restock enqueues the first chunk,"
-    echo " its bis.claim calls expand the rest and render subject and bodies; the peer's rows carry no payload;"
-    echo " writes: bis's tables with only the row writes per notification, empty payloads, no restock event)"
-    note "4  restock + drain $drain_n: bis ${total[bis]} s ($(calc %.0f "$drain_n / ${total[bis]}") rows/s), peer ${total[peer]} s ($(calc %.0f "$drain_n / ${total[peer]}") rows/s); bis/peer $(calc %.2f "${total[bis]} / ${total[peer]}") (time); bis's row writes alone ${total[writes]} s"
+    echo " its bis.claim calls expand the rest and build each message; the peer hands out its bare rows)"
+    note "4  restock + drain $drain_n: bis ${total[bis]} s ($(calc %.0f "$drain_n / ${total[bis]}") rows/s), peer ${total[peer]} s ($(calc %.0f "$drain_n / ${total[peer]}") rows/s); bis/peer $(calc %.2f "${total[bis]} / ${total[peer]}") (time)"
     figure_time
 fi
 

@@ -56,6 +56,11 @@
 /* how much of a webhook's answer is kept, and how much goes into an error */
 #define RESPONSE_KEEP 4096
 #define RESPONSE_IN_ERROR 200
+/*
+ * the share of a lease after which no row of the batch is started: a
+ * delivery begun later could outlast the lease and be sent twice
+ */
+#define LEASE_USABLE_PERCENT 90
 /* longest subject header sent as it is, without encoded-words */
 #define SUBJECT_PLAIN_MAX 900
 
@@ -1282,7 +1287,9 @@ process_batch(void)
 		char		status[32];
 
 		/* stopping, or too late to deliver under this lease: give the rest back */
-		if (stop_requested || now_ms() - claimed_at >= (long long) opt.lease * 900)
+		if (stop_requested ||
+			now_ms() - claimed_at >=
+			(long long) opt.lease * 1000 * LEASE_USABLE_PERCENT / 100)
 		{
 			if (!stop_requested)
 				log_msg("the lease of this batch is nearly over: giving back %d notifications", n - i);

@@ -22,6 +22,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -43,15 +44,26 @@ typedef struct TrackedTable
 	char	   *source;			/* qualified table name, for restock events */
 } TrackedTable;
 
+/*
+ * A SKU as a hash key: its bytes where they are, so that a lookup copies
+ * nothing and the cache knows no limit on a SKU's length (bis.items does)
+ */
+typedef struct SkuKey
+{
+	const char *data;
+	int			len;
+} SkuKey;
+
 /* An item with a threshold of its own */
 typedef struct ItemThreshold
 {
-	char		sku[BIS_SKU_MAXLEN + 1];	/* hash key */
+	SkuKey		sku;			/* hash key; data in thresholds_context */
 	int32		threshold;
 } ItemThreshold;
 
 static MemoryContext BisCacheContext = NULL;
 static HTAB *tracked_tables = NULL;
+static MemoryContext thresholds_context = NULL;
 static HTAB *item_thresholds = NULL;
 static int32 max_item_threshold = 0;	/* the highest in item_thresholds */
 static bool item_thresholds_valid = false;
@@ -202,6 +214,23 @@ read_text(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum)
 	return isnull ? (Datum) 0 : d;
 }
 
+static uint32
+sku_key_hash(const void *key, Size keysize)
+{
+	const SkuKey *k = key;
+
+	return hash_bytes((const unsigned char *) k->data, k->len);
+}
+
+static int
+sku_key_match(const void *key1, const void *key2, Size keysize)
+{
+	const SkuKey *k1 = key1;
+	const SkuKey *k2 = key2;
+
+	return k1->len != k2->len || memcmp(k1->data, k2->data, k1->len) != 0;
+}
+
 /* Load the thresholds of the items that have their own; caller is in SPI */
 static void
 load_item_thresholds(void)
@@ -210,14 +239,21 @@ load_item_thresholds(void)
 	int			ret;
 	uint64		i;
 
-	if (item_thresholds != NULL)
-		hash_destroy(item_thresholds);
+	/* the table and the SKUs it points to go together */
+	if (thresholds_context == NULL)
+		thresholds_context = AllocSetContextCreate(cache_context(),
+												   "bis item thresholds",
+												   ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(thresholds_context);
 	item_thresholds = NULL;
-	ctl.keysize = BIS_SKU_MAXLEN + 1;
+	ctl.keysize = sizeof(SkuKey);
 	ctl.entrysize = sizeof(ItemThreshold);
-	ctl.hcxt = cache_context();
+	ctl.hash = sku_key_hash;
+	ctl.match = sku_key_match;
+	ctl.hcxt = thresholds_context;
 	item_thresholds = hash_create("bis item thresholds", 64, &ctl,
-								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	max_item_threshold = 0;
 	items_relid = get_relname_relid("items", get_namespace_oid("bis", false));
 
@@ -239,11 +275,15 @@ load_item_thresholds(void)
 		HeapTuple	row = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		char	   *sku = TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull));
+		text	   *sku = DatumGetTextPP(SPI_getbinval(row, desc, 1, &isnull));
 		int32		threshold = DatumGetInt32(SPI_getbinval(row, desc, 2, &isnull));
+		SkuKey		key;
 		ItemThreshold *it;
 
-		it = (ItemThreshold *) hash_search(item_thresholds, sku, HASH_ENTER, NULL);
+		key.len = VARSIZE_ANY_EXHDR(sku);
+		key.data = MemoryContextAlloc(thresholds_context, key.len);
+		memcpy((char *) key.data, VARDATA_ANY(sku), key.len);
+		it = (ItemThreshold *) hash_search(item_thresholds, &key, HASH_ENTER, NULL);
 		it->threshold = threshold;
 		max_item_threshold = Max(max_item_threshold, threshold);
 	}
@@ -292,9 +332,8 @@ static bool
 crosses(text *sku, bool has_old, int64 old_quantity, int64 new_quantity,
 		Oid fn_oid, int32 *threshold)
 {
-	char		key[BIS_SKU_MAXLEN + 1];
-	int			len = VARSIZE_ANY_EXHDR(sku);
-	ItemThreshold *it = NULL;
+	SkuKey		key = {VARDATA_ANY(sku), VARSIZE_ANY_EXHDR(sku)};
+	ItemThreshold *it;
 
 	/* every threshold is at least 1, and a crossing is a rise */
 	if (new_quantity < 1 || (has_old && old_quantity >= new_quantity))
@@ -305,12 +344,7 @@ crosses(text *sku, bool has_old, int64 old_quantity, int64 new_quantity,
 	if (has_old && old_quantity >= Max(bis_default_threshold, max_item_threshold))
 		return false;
 
-	if (len <= BIS_SKU_MAXLEN)	/* a longer one cannot be an item */
-	{
-		memcpy(key, VARDATA_ANY(sku), len);
-		key[len] = '\0';
-		it = (ItemThreshold *) hash_search(item_thresholds, key, HASH_FIND, NULL);
-	}
+	it = (ItemThreshold *) hash_search(item_thresholds, &key, HASH_FIND, NULL);
 	*threshold = it ? it->threshold : bis_default_threshold;
 	return new_quantity >= *threshold && (!has_old || old_quantity < *threshold);
 }

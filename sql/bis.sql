@@ -28,6 +28,32 @@ CREATE FUNCTION bis._settings(OUT notification_ttl interval, OUT max_attempts in
     AS 'MODULE_PATHNAME', 'bis__settings';
 COMMENT ON FUNCTION bis._settings() IS 'The settings bis''s SQL functions use, typed; calling it loads the library that defines them';
 
+-- the delivery rules' calendar and rates (src/rules.c)
+CREATE FUNCTION bis._parse_send_rate(rate text, OUT messages bigint, OUT period interval)
+    LANGUAGE c IMMUTABLE STRICT
+    AS 'MODULE_PATHNAME', 'bis__parse_send_rate';
+COMMENT ON FUNCTION bis._parse_send_rate(text) IS 'A send rate "N/period" (such as "1000/10min") as a number of messages and an interval; NULL if it is not one';
+
+CREATE FUNCTION bis._local_day_start(at timestamptz, time_zone text, days integer) RETURNS timestamptz
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__local_day_start';
+COMMENT ON FUNCTION bis._local_day_start(timestamptz, text, integer) IS 'When the local calendar day that is days after the one at falls in begins, in time_zone (NULL: the setting bis.default_time_zone)';
+
+CREATE FUNCTION bis._quiet_hours_end(at timestamptz, time_zone text, quiet_hours text) RETURNS timestamptz
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__quiet_hours_end';
+COMMENT ON FUNCTION bis._quiet_hours_end(timestamptz, text, text) IS 'When the quiet hours ("HH:MM-HH:MM" of local time) that at falls in end, in time_zone (NULL: the setting bis.default_time_zone); NULL if at is outside them';
+
+-- what a restock event says of the subscriptions a rule held back
+CREATE FUNCTION bis._held_back(held jsonb, rule text, n bigint) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN n > 0 THEN held || jsonb_build_object(rule, coalesce((held->>rule)::bigint, 0) + n)
+                ELSE held END
+$$;
+COMMENT ON FUNCTION bis._held_back(jsonb, text, bigint) IS 'A restock event''s held_back with n more subscriptions held back by rule';
+
 /*
  * Checks shared by the functions that take input
  */
@@ -236,6 +262,8 @@ CREATE TABLE bis.items (
     wave_interval interval CHECK (wave_interval BETWEEN interval '1 second' AND interval '365 days'),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    restock_dwell interval CHECK (restock_dwell BETWEEN interval '0' AND interval '7 days'),
+    send_rate text CHECK (send_rate IS NULL OR bis._parse_send_rate(send_rate) IS NOT NULL),
     -- what reaches a message's link: web addresses only, never javascript: or data:
     CONSTRAINT items_url_check CHECK (length(url) <= 2048 AND url ~* '^https?://[^[:space:][:cntrl:]]+$'),
     CONSTRAINT items_image_url_check
@@ -254,7 +282,6 @@ COMMENT ON COLUMN bis.items.price IS 'Current price';
 COMMENT ON COLUMN bis.items.compare_at_price IS 'Price before a sale';
 COMMENT ON COLUMN bis.items.currency IS 'Currency of the prices, such as EUR';
 COMMENT ON COLUMN bis.items.category IS 'Product category';
-COMMENT ON COLUMN bis.items.status IS 'active, draft or archived, as in Shopify';
 COMMENT ON COLUMN bis.items.attributes IS 'Free-form product attributes, a JSON object';
 COMMENT ON COLUMN bis.items.threshold IS 'Quantity at which the SKU is back in stock; NULL: the setting bis.default_threshold';
 COMMENT ON COLUMN bis.items.alerts_enabled IS 'Whether a restock of this SKU notifies its subscribers';
@@ -262,6 +289,9 @@ COMMENT ON COLUMN bis.items.wave_per_unit IS 'Subscribers notified per unit in s
 COMMENT ON COLUMN bis.items.wave_interval IS 'Time between waves, 1 second to 365 days; NULL: the setting bis.wave_interval';
 COMMENT ON COLUMN bis.items.created_at IS 'When the item was added';
 COMMENT ON COLUMN bis.items.updated_at IS 'When the item was last changed';
+COMMENT ON COLUMN bis.items.restock_dwell IS 'How long stock must stay at or above the threshold before a restock notifies anyone, 0 to 7 days; NULL: the setting bis.restock_dwell';
+COMMENT ON COLUMN bis.items.send_rate IS 'Most messages about this item handed to mailers per period, "N/period"; NULL: the setting bis.item_send_rate';
+COMMENT ON COLUMN bis.items.status IS 'active, draft or archived, as in Shopify; only an active item''s restocks notify anyone';
 
 CREATE FUNCTION bis._items_changed() RETURNS trigger
     LANGUAGE c
@@ -300,7 +330,7 @@ BEGIN
     PERFORM bis._check_batch(items,
         ARRAY['sku', 'title', 'url', 'image_url', 'price', 'compare_at_price', 'currency',
               'category', 'status', 'attributes', 'threshold', 'alerts_enabled',
-              'wave_per_unit', 'wave_interval'],
+              'wave_per_unit', 'wave_interval', 'restock_dwell', 'send_rate'],
         ARRAY['sku']);
     PERFORM bis._check_duplicates(
         ARRAY(SELECT format('SKU "%s"', a->>'sku') FROM jsonb_array_elements(items) a), 'SKU');
@@ -337,6 +367,17 @@ BEGIN
             PERFORM bis._batch_error(n, format('invalid wave_interval %s', left(v::text, 100)),
                 'A wave interval is from 1 second to 365 days, such as "30 minutes", or null for the setting bis.wave_interval.');
         END IF;
+        v := bis._json_field(e, 'restock_dwell', 'string', n);
+        IF jsonb_typeof(v) = 'string'
+           AND coalesce(bis._interval(v #>> '{}') NOT BETWEEN interval '0' AND interval '7 days', true) THEN
+            PERFORM bis._batch_error(n, format('invalid restock_dwell %s', left(v::text, 100)),
+                'A restock dwell is from 0 to 7 days, such as "10 minutes", or null for the setting bis.restock_dwell.');
+        END IF;
+        v := bis._json_field(e, 'send_rate', 'string', n);
+        IF jsonb_typeof(v) = 'string' AND bis._parse_send_rate(v #>> '{}') IS NULL THEN
+            PERFORM bis._batch_error(n, format('invalid send_rate %s', left(v::text, 100)),
+                'A send rate is "N/period": at least 1 message per interval of at least a second, such as "100/1h", or null for the setting bis.item_send_rate.');
+        END IF;
         IF e->>'status' NOT IN ('active', 'draft', 'archived') THEN
             PERFORM bis._batch_error(n, format('invalid status "%s"', left(e->>'status', 100)),
                 'The statuses are active, draft and archived.');
@@ -345,12 +386,13 @@ BEGIN
         -- a field left out keeps its value; a field given as null is cleared
         INSERT INTO bis.items AS i (sku, title, url, image_url, price, compare_at_price, currency,
                                     category, status, attributes, threshold, alerts_enabled,
-                                    wave_per_unit, wave_interval)
+                                    wave_per_unit, wave_interval, restock_dwell, send_rate)
         VALUES (e->>'sku', e->>'title', e->>'url', e->>'image_url', (e->>'price')::numeric,
                 (e->>'compare_at_price')::numeric, e->>'currency', e->>'category',
                 coalesce(e->>'status', 'active'), coalesce(nullif(e->'attributes', 'null'), '{}'),
                 (e->>'threshold')::numeric::integer, coalesce((e->>'alerts_enabled')::boolean, true),
-                (e->>'wave_per_unit')::numeric::integer, (e->>'wave_interval')::interval)
+                (e->>'wave_per_unit')::numeric::integer, (e->>'wave_interval')::interval,
+                (e->>'restock_dwell')::interval, e->>'send_rate')
         ON CONFLICT (sku) DO UPDATE SET
             title = CASE WHEN e ? 'title' THEN excluded.title ELSE i.title END,
             url = CASE WHEN e ? 'url' THEN excluded.url ELSE i.url END,
@@ -369,6 +411,9 @@ BEGIN
                                  ELSE i.wave_per_unit END,
             wave_interval = CASE WHEN e ? 'wave_interval' THEN excluded.wave_interval
                                  ELSE i.wave_interval END,
+            restock_dwell = CASE WHEN e ? 'restock_dwell' THEN excluded.restock_dwell
+                                 ELSE i.restock_dwell END,
+            send_rate = CASE WHEN e ? 'send_rate' THEN excluded.send_rate ELSE i.send_rate END,
             updated_at = now();
         done := done + 1;
     END LOOP;
@@ -465,6 +510,111 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.upsert_contact(text, text, text, text, text, text) IS 'Creates a contact or updates the values given (NULL keeps the old one); returns the contact id';
+
+-- Consent per channel.  No row: the contact's subscription on the channel is
+-- its consent; a row with granted false: withdrawn, and nothing is sent there.
+CREATE TABLE bis.consents (
+    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
+    granted boolean NOT NULL,
+    source text CHECK (length(source) <= 200),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (contact_id, channel)
+);
+COMMENT ON TABLE bis.consents IS 'Each contact''s consent per channel, with when and from where it was given or withdrawn';
+COMMENT ON COLUMN bis.consents.contact_id IS 'The contact';
+COMMENT ON COLUMN bis.consents.channel IS 'email, sms, push or webpush';
+COMMENT ON COLUMN bis.consents.granted IS 'true: given; false: withdrawn, and no message is sent on the channel';
+COMMENT ON COLUMN bis.consents.source IS 'Where it was given or withdrawn, such as a form, a subscription or an unsubscribe link';
+COMMENT ON COLUMN bis.consents.updated_at IS 'When it was given or withdrawn';
+
+CREATE FUNCTION bis._check_channel(channel text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF channel IS NULL THEN
+        RAISE EXCEPTION 'channel must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF channel NOT IN ('email', 'sms', 'push', 'webpush') THEN
+        RAISE EXCEPTION 'unrecognized channel "%"', left(channel, 100)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The channels are email, sms, push and webpush.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_channel(text) IS 'Raises an error for a NULL or unrecognized channel';
+
+CREATE FUNCTION bis._check_contact(contact_id text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF contact_id IS NULL THEN
+        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT FROM bis.contacts c WHERE c.contact_id = _check_contact.contact_id) THEN
+        RAISE EXCEPTION 'contact "%" does not exist', left(contact_id, 255)
+            USING ERRCODE = 'foreign_key_violation',
+            HINT = format('Create it first with bis.upsert_contact(%L, email => ...).', left(contact_id, 255));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_contact(text) IS 'Raises an error for a NULL contact id or one that no contact has';
+
+CREATE FUNCTION bis.set_consent(contact_id text, channel text, granted boolean, source text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM bis._check_channel(set_consent.channel);
+    IF set_consent.granted IS NULL THEN
+        RAISE EXCEPTION 'granted must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass true to record consent, false to withdraw it.';
+    END IF;
+    IF length(set_consent.source) > 200 THEN
+        RAISE EXCEPTION 'source is too long' USING ERRCODE = 'string_data_right_truncation',
+            DETAIL = format('The source given has %s characters; at most 200 are allowed.',
+                            length(set_consent.source));
+    END IF;
+    PERFORM bis._check_contact(set_consent.contact_id);
+    INSERT INTO bis.consents AS k (contact_id, channel, granted, source)
+    VALUES (set_consent.contact_id, set_consent.channel, set_consent.granted, set_consent.source)
+    ON CONFLICT ON CONSTRAINT consents_pkey DO UPDATE
+        SET granted = excluded.granted, source = excluded.source, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION bis.set_consent(text, text, boolean, text) IS 'Records that a contact gave (granted true) or withdrew (false) consent for a channel, and where; a withdrawn channel gets no message and no new subscription';
+
+CREATE FUNCTION bis.clear_address(contact_id text, channel text) RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cleared boolean;
+BEGIN
+    PERFORM bis._check_channel(clear_address.channel);
+    IF clear_address.channel NOT IN ('email', 'sms') THEN
+        RAISE EXCEPTION 'bis keeps no address for channel "%"', clear_address.channel
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'Contacts have an email address for email and a phone number for sms.';
+    END IF;
+    PERFORM bis._check_contact(clear_address.contact_id);
+    SELECT CASE clear_address.channel WHEN 'email' THEN c.email ELSE c.phone END IS NOT NULL
+      INTO cleared
+      FROM bis.contacts c WHERE c.contact_id = clear_address.contact_id FOR UPDATE;
+    UPDATE bis.contacts c
+       SET email = CASE WHEN clear_address.channel = 'email' THEN NULL ELSE c.email END,
+           phone = CASE WHEN clear_address.channel = 'sms' THEN NULL ELSE c.phone END,
+           updated_at = now()
+     WHERE c.contact_id = clear_address.contact_id AND cleared;
+    RETURN cleared;
+END
+$$;
+COMMENT ON FUNCTION bis.clear_address(text, text) IS 'Removes a contact''s email address (channel email) or phone number (sms); returns whether there was one; messages waiting on that channel are then suppressed';
 
 /*
  * Stock and tracking
@@ -688,7 +838,8 @@ CREATE TABLE bis.subscriptions (
     status text NOT NULL DEFAULT 'active'
         CHECK (status IN ('active', 'cancelled', 'expired')),
     created_at timestamptz NOT NULL DEFAULT now(),
-    cancelled_at timestamptz
+    cancelled_at timestamptz,
+    max_price numeric CHECK (max_price >= 0)
 );
 -- one active subscription per contact, SKU, locale, external id and channel
 CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
@@ -712,9 +863,11 @@ COMMENT ON COLUMN bis.subscriptions.channel IS 'email, sms, push or webpush';
 COMMENT ON COLUMN bis.subscriptions.status IS 'active, cancelled or expired; only active ones fire';
 COMMENT ON COLUMN bis.subscriptions.created_at IS 'When the contact subscribed';
 COMMENT ON COLUMN bis.subscriptions.cancelled_at IS 'When it was cancelled';
+COMMENT ON COLUMN bis.subscriptions.max_price IS 'Only a restock at which the item costs at most this fires it; NULL: any price';
 
 CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NULL,
-                              external_id text DEFAULT NULL, channel text DEFAULT 'email')
+                              external_id text DEFAULT NULL, channel text DEFAULT 'email',
+                              max_price numeric DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -731,17 +884,16 @@ BEGIN
     PERFORM bis._check_sku(subscribe.sku);
     PERFORM bis._check_key('locale', subscribe.locale);
     PERFORM bis._check_key('external_id', subscribe.external_id);
-    IF subscribe.channel IS NULL OR subscribe.channel NOT IN ('email', 'sms', 'push', 'webpush') THEN
-        RAISE EXCEPTION 'unrecognized channel "%"', left(subscribe.channel, 100)
-            USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = 'The channels are email, sms, push and webpush.';
+    PERFORM bis._check_channel(subscribe.channel);
+    IF subscribe.max_price < 0 THEN
+        RAISE EXCEPTION 'max_price must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The max_price given is %s.', subscribe.max_price);
     END IF;
-    SELECT c.email, c.phone INTO contact FROM bis.contacts c WHERE c.contact_id = subscribe.contact_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'contact "%" does not exist', left(subscribe.contact_id, 255)
-            USING ERRCODE = 'foreign_key_violation',
-            HINT = format('Create it first with bis.upsert_contact(%L, email => ...).', left(subscribe.contact_id, 255));
-    END IF;
+    PERFORM bis._check_contact(subscribe.contact_id);
+    SELECT c.email, c.phone, k.granted INTO contact
+      FROM bis.contacts c
+      LEFT JOIN bis.consents k ON k.contact_id = c.contact_id AND k.channel = subscribe.channel
+     WHERE c.contact_id = subscribe.contact_id;
     -- a message that could not be addressed would only be suppressed
     IF (subscribe.channel = 'email' AND contact.email IS NULL)
        OR (subscribe.channel = 'sms' AND contact.phone IS NULL) THEN
@@ -751,18 +903,33 @@ BEGIN
             HINT = format('Give it one with bis.upsert_contact(%L, %s => ...), or subscribe on another channel.',
                           subscribe.contact_id, CASE subscribe.channel WHEN 'email' THEN 'email' ELSE 'phone' END);
     END IF;
+    IF NOT contact.granted THEN
+        RAISE EXCEPTION 'contact "%" has withdrawn consent for channel "%"', subscribe.contact_id,
+              subscribe.channel
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'A contact who withdrew consent for a channel gets no message on it.',
+            HINT = format('If the contact gives it anew, record that first with bis.set_consent(%L, %L, true, source => ...).',
+                          subscribe.contact_id, subscribe.channel);
+    END IF;
     IF NOT EXISTS (SELECT FROM bis.items i WHERE i.sku = subscribe.sku) THEN
         RAISE EXCEPTION 'item "%" does not exist', subscribe.sku
             USING ERRCODE = 'foreign_key_violation',
             HINT = format('Add it to the catalog first with bis.upsert_items(''[{"sku": "%s", "title": ...}]'').',
                           subscribe.sku);
     END IF;
+    -- subscribing is consent for the channel
+    IF contact.granted IS NULL THEN
+        INSERT INTO bis.consents (contact_id, channel, granted, source)
+        VALUES (subscribe.contact_id, subscribe.channel, true, 'subscription')
+        ON CONFLICT ON CONSTRAINT consents_pkey DO NOTHING;
+    END IF;
 
-    -- a concurrent subscribe of the same waits here and then finds this one
+    -- a concurrent subscribe of the same waits here and then finds this one;
+    -- subscribing again sets the maximum price anew
     FOR attempt IN 1..3 LOOP
-        INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel)
+        INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel, max_price)
         VALUES (subscribe.contact_id, subscribe.sku, subscribe.locale, subscribe.external_id,
-                subscribe.channel)
+                subscribe.channel, subscribe.max_price)
         ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
             WHERE status = 'active' DO NOTHING
         RETURNING s.id INTO sid;
@@ -775,6 +942,8 @@ BEGIN
            AND s.external_id IS NOT DISTINCT FROM subscribe.external_id
            AND s.channel = subscribe.channel AND s.status = 'active';
         IF sid IS NOT NULL THEN
+            UPDATE bis.subscriptions s SET max_price = subscribe.max_price
+             WHERE s.id = sid AND s.max_price IS DISTINCT FROM subscribe.max_price;
             RETURN sid;
         END IF;
         -- the active one was used or cancelled in between: insert again
@@ -785,7 +954,7 @@ BEGIN
         HINT = 'Retry the transaction.';
 END
 $$;
-COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text) IS 'Creates an active subscription, or returns the id of the same one that is already active';
+COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text, numeric) IS 'Creates an active subscription, or returns the id of the same one that is already active (setting its max_price anew); records consent for the channel, and refuses a channel whose consent was withdrawn';
 
 CREATE FUNCTION bis.unsubscribe(subscription_id bigint) RETURNS boolean
     LANGUAGE sql
@@ -844,14 +1013,14 @@ COMMENT ON COLUMN bis.restock_events.old_quantity IS 'Quantity before; NULL for 
 COMMENT ON COLUMN bis.restock_events.new_quantity IS 'Quantity after';
 COMMENT ON COLUMN bis.restock_events.threshold IS 'The threshold that was crossed';
 COMMENT ON COLUMN bis.restock_events.source_table IS 'The table whose row crossed';
-COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched, so far';
+COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched, so far: those enqueued and those the rules held back';
 COMMENT ON COLUMN bis.restock_events.enqueued IS 'Notifications enqueued, so far';
-COMMENT ON COLUMN bis.restock_events.held_back IS 'Matched subscriptions not notified, by rule: {"alerts_disabled": n}';
+COMMENT ON COLUMN bis.restock_events.held_back IS 'Matched subscriptions not notified, by rule: alerts_disabled, item_not_active, expired, over_price, dwell, wave; such as {"over_price": 2}';
 COMMENT ON COLUMN bis.restock_events.occurred_at IS 'Start of the transaction that restocked';
-COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue now), waiting (for the next wave), done, or stopped (sold out before the next wave, or taken over by a later restock)';
+COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue now), waiting (for the dwell to end or the next wave), done, or stopped (sold out before then, or taken over by a later restock)';
 COMMENT ON COLUMN bis.restock_events.max_subscription_id IS 'The SKU''s newest active subscription when it happened: later ones wait for the next restock';
 COMMENT ON COLUMN bis.restock_events.last_subscription_id IS 'How far expansion has got, oldest subscription first';
-COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave';
+COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave; 0 while the restock waits out its dwell';
 COMMENT ON COLUMN bis.restock_events.wave_quota IS 'Notifications the current wave may still enqueue; NULL: no waves';
 COMMENT ON COLUMN bis.restock_events.next_wave_at IS 'When the next wave is due, while waiting';
 
@@ -881,6 +1050,7 @@ CREATE TABLE bis.notifications (
     available_at timestamptz NOT NULL DEFAULT now(),
     claimed_until timestamptz,
     sent_at timestamptz,
+    unsubscribed_at timestamptz,
     attempts integer NOT NULL DEFAULT 0,
     kind text NOT NULL DEFAULT 'back_in_stock'
         CHECK (kind IN ('back_in_stock', 'reminder', 'price_drop')),
@@ -898,10 +1068,12 @@ CREATE TABLE bis.notifications (
 -- what bis.claim hands out: due pending rows, and claimed rows whose lease
 -- ran out (claimed_until IS NOT NULL holds for every claimed row: only the
 -- claim's own test of the lease's end implies it, so acks and releases,
--- which go by id, cannot choose this index)
-CREATE INDEX notifications_due_idx ON bis.notifications (available_at, id)
+-- which go by id, cannot choose this index).  The rows of a chunk or a
+-- claim share one time, so each index keeps one entry for all of them
+-- (deduplication), in the order the rows were written.
+CREATE INDEX notifications_due_idx ON bis.notifications (available_at)
     WHERE status = 'pending';
-CREATE INDEX notifications_lease_idx ON bis.notifications (claimed_until, id)
+CREATE INDEX notifications_lease_idx ON bis.notifications (claimed_until)
     WHERE status = 'claimed' AND claimed_until IS NOT NULL;
 -- a contact's notifications, and the subscriptions they used
 CREATE INDEX notifications_contact_idx ON bis.notifications (contact_id);
@@ -912,9 +1084,10 @@ COMMENT ON COLUMN bis.notifications.subscription_id IS 'The subscription it fulf
 COMMENT ON COLUMN bis.notifications.restock_event_id IS 'The restock event that enqueued it';
 COMMENT ON COLUMN bis.notifications.subscribed_at IS 'When the contact subscribed';
 COMMENT ON COLUMN bis.notifications.created_at IS 'When it was enqueued';
-COMMENT ON COLUMN bis.notifications.available_at IS 'When it is due to be claimed';
+COMMENT ON COLUMN bis.notifications.available_at IS 'When it is due to be claimed: a held one, when its rule allows it';
 COMMENT ON COLUMN bis.notifications.claimed_until IS 'When the lease runs out';
 COMMENT ON COLUMN bis.notifications.sent_at IS 'When a mailer acknowledged delivery';
+COMMENT ON COLUMN bis.notifications.unsubscribed_at IS 'When the contact unsubscribed through this notification''s link, or its subscription''s';
 COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far: each claim counts one';
 COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock (reminder and price_drop are reserved)';
 COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed (leased to a mailer), sent, dead (failed for good), suppressed (a rule forbade it: see status_reason), cancelled or expired (past bis.notification_ttl)';
@@ -924,7 +1097,7 @@ COMMENT ON COLUMN bis.notifications.locale IS 'The subscription''s locale, or NU
 COMMENT ON COLUMN bis.notifications.external_id IS 'The subscription''s external id, or NULL';
 COMMENT ON COLUMN bis.notifications.channel IS 'email, sms, push or webpush';
 COMMENT ON COLUMN bis.notifications.claimed_by IS 'The mailer that holds the lease';
-COMMENT ON COLUMN bis.notifications.status_reason IS 'Why it is suppressed: no_address';
+COMMENT ON COLUMN bis.notifications.status_reason IS 'The rule that last held or suppressed it: no_consent, no_address, quiet_hours, frequency_cap or send_rate; unsubscribed for a cancelled one';
 COMMENT ON COLUMN bis.notifications.last_error IS 'The last delivery error';
 
 -- one row per subscription, waiting or used; a contact's rows are found by
@@ -941,11 +1114,12 @@ SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, 
   FROM bis.subscriptions s
  WHERE s.status <> 'active'
 UNION ALL
-SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channel, 'notified',
-       n.subscribed_at, n.created_at, NULL, n.restock_event_id, n.id
+SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channel,
+       CASE WHEN n.unsubscribed_at IS NULL THEN 'notified' ELSE 'cancelled' END,
+       n.subscribed_at, n.created_at, n.unsubscribed_at, n.restock_event_id, n.id
   FROM bis.notifications n
  WHERE n.kind = 'back_in_stock';
-COMMENT ON VIEW bis.subscription_history IS 'Every subscription: active, cancelled and expired ones from bis.subscriptions, and notified ones from the notification that used them';
+COMMENT ON VIEW bis.subscription_history IS 'Every subscription: active, cancelled and expired ones from bis.subscriptions, and notified ones from the notification that used them (cancelled if the contact then unsubscribed through it)';
 
 CREATE FUNCTION bis.contact_subscriptions(contact_id text) RETURNS SETOF bis.subscription_history
     LANGUAGE sql STABLE
@@ -995,8 +1169,9 @@ BEGIN
         IF ev.expansion = 'expanding' THEN
             RETURN ev;
         END IF;
-        -- a later wave only while the SKU is still in stock; sold out, the
-        -- rest of its subscriptions wait for the next restock
+        -- the first wave once the dwell is over, a later one, only while the
+        -- SKU is still in stock; sold out, the rest of its subscriptions wait
+        -- for the next restock, held back by the dwell or the waves
         quantity := bis._current_stock(ev.source_table, ev.sku, ev.locale, ev.external_id);
         IF quantity >= ev.threshold THEN
             UPDATE bis.restock_events e
@@ -1006,7 +1181,14 @@ BEGIN
             RETURNING * INTO ev;
             RETURN ev;
         END IF;
-        UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL
+        UPDATE bis.restock_events e
+           SET expansion = 'stopped', next_wave_at = NULL,
+               held_back = bis._held_back(e.held_back, CASE WHEN e.wave = 0 THEN 'dwell' ELSE 'wave' END,
+                   (SELECT count(*) FROM bis.subscriptions s
+                     WHERE s.sku = e.sku AND s.status = 'active'
+                       AND s.id > e.last_subscription_id AND s.id <= e.max_subscription_id
+                       AND (e.locale IS NULL OR s.locale = e.locale)
+                       AND (e.external_id IS NULL OR s.external_id = e.external_id)))
          WHERE e.id = ev.id;
     END LOOP;
 END
@@ -1075,8 +1257,8 @@ COMMENT ON COLUMN bis.templates.updated_at IS 'When the template was last change
 INSERT INTO bis.templates (kind, channel, locale, subject, body, body_html, builtin) VALUES
 ('back_in_stock', 'email', 'en',
  '{{item.title|Your item}} is back in stock',
- E'Hi {{contact.first_name|there}},\n\n{{item.title|The item you asked about}} is back in stock.\n\n{{url:item.url}}\n\nYou get this message because you asked to be told when it was back.\n',
- E'<p>Hi {{contact.first_name|there}},</p>\n<p><a href="{{url:item.url}}">{{item.title|The item you asked about}}</a> is back in stock.</p>\n<p>You get this message because you asked to be told when it was back.</p>\n',
+ E'Hi {{contact.first_name|there}},\n\n{{item.title|The item you asked about}} is back in stock.\n\n{{url:item.url}}\n\nYou get this message because you asked to be told when it was back.\nNo more alerts like this: {{url:unsubscribe_url}}\n',
+ E'<p>Hi {{contact.first_name|there}},</p>\n<p><a href="{{url:item.url}}">{{item.title|The item you asked about}}</a> is back in stock.</p>\n<p>You get this message because you asked to be told when it was back.\n<a href="{{url:unsubscribe_url}}">No more alerts like this</a>.</p>\n',
  true),
 ('back_in_stock', 'sms', 'en', NULL,
  '{{item.title|Your item}} is back in stock: {{url:item.url}}', NULL, true),
@@ -1138,6 +1320,7 @@ CREATE TYPE bis.message AS (
     subject text,
     body text,
     body_html text,
+    list_unsubscribe text,
     payload jsonb,
     attempts integer,
     claimed_until timestamptz
@@ -1151,14 +1334,90 @@ COMMENT ON COLUMN bis.message.locale IS 'The language it is written in: the cont
 COMMENT ON COLUMN bis.message.subject IS 'Subject (email) or title (push), rendered from bis.templates';
 COMMENT ON COLUMN bis.message.body IS 'Plain-text message, rendered from bis.templates';
 COMMENT ON COLUMN bis.message.body_html IS 'HTML message (email), rendered from bis.templates';
-COMMENT ON COLUMN bis.message.payload IS 'What the message was rendered from: item, stock, contact (id, first name, locale), subscription, channel, address, locale';
+COMMENT ON COLUMN bis.message.list_unsubscribe IS 'For email: the List-Unsubscribe header (RFC 2369), its https link first (RFC 8058 one click); NULL without bis.unsubscribe_url and bis.unsubscribe_mailto';
+COMMENT ON COLUMN bis.message.payload IS 'What the message was rendered from: item, stock, contact (id, first name, locale), subscription, channel, address, locale, unsubscribe_url, unsubscribe_all_url';
 COMMENT ON COLUMN bis.message.attempts IS 'Delivery attempts, this one included';
 COMMENT ON COLUMN bis.message.claimed_until IS 'When the lease runs out';
 
 CREATE FUNCTION bis._hand_out(ids bigint[], worker text) RETURNS SETOF bis.message
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'bis__hand_out';
-COMMENT ON FUNCTION bis._hand_out(bigint[], text) IS 'The messages of the notifications among ids that worker has just claimed, built from the current item, contact and restock; those without an address for their channel are suppressed instead';
+COMMENT ON FUNCTION bis._hand_out(bigint[], text) IS 'The messages of the notifications among ids that worker has just claimed, built from the current item, contact and restock, for those the delivery rules let through; the others are suppressed or held, and say why';
+
+-- the send rates' windows (src/rules.c): each row is locked by the claim
+-- that counts in it, until that claim commits
+CREATE TABLE bis.send_windows (
+    scope text PRIMARY KEY,
+    window_start timestamptz NOT NULL,
+    handed_out bigint NOT NULL
+);
+COMMENT ON TABLE bis.send_windows IS 'How many messages the current window of each send rate has handed out: scope "all" for bis.send_rate, "item:SKU" for an item''s';
+COMMENT ON COLUMN bis.send_windows.scope IS 'all, or item: and the SKU';
+COMMENT ON COLUMN bis.send_windows.window_start IS 'Start of the window, a multiple of the rate''s period since the Unix epoch';
+COMMENT ON COLUMN bis.send_windows.handed_out IS 'Messages handed to mailers in the window';
+
+/*
+ * Unsubscribing through a message's link
+ */
+
+-- the key that signs unsubscribe tokens (src/token.c): made at first use,
+-- readable by bis's owner only
+CREATE TABLE bis.signing_key (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    key bytea NOT NULL CHECK (length(key) = 32),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE bis.signing_key IS 'The secret that signs unsubscribe tokens; grant it to nobody: whoever reads it can unsubscribe anyone';
+COMMENT ON COLUMN bis.signing_key.id IS 'Always true: there is one key';
+COMMENT ON COLUMN bis.signing_key.key IS '32 random bytes, the HMAC-SHA-256 key';
+COMMENT ON COLUMN bis.signing_key.created_at IS 'When the key was made';
+
+CREATE FUNCTION bis._read_token(token text, OUT notification_id bigint, OUT scope "char")
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'bis__read_token';
+COMMENT ON FUNCTION bis._read_token(text) IS 'The notification an unsubscribe token names and its scope (s: the subscription; c: also consent for the channel); an error if bis did not sign it';
+
+CREATE FUNCTION bis.unsubscribe_by_token(token text) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target record;
+    n record;
+    done integer;
+BEGIN
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    target := bis._read_token(token);
+    SELECT o.contact_id, o.subscription_id, o.channel INTO n
+      FROM bis.notifications o WHERE o.id = target.notification_id;
+    IF NOT FOUND THEN
+        -- purged since: nothing of it is left to cancel
+        RETURN 0;
+    END IF;
+    -- the subscription was used by this notification: what it has not sent
+    -- yet is cancelled, and the history says it was unsubscribed
+    WITH stopped AS (
+        UPDATE bis.notifications o
+           SET unsubscribed_at = now(),
+               status = CASE WHEN o.status = 'pending' THEN 'cancelled' ELSE o.status END,
+               status_reason = CASE WHEN o.status = 'pending' THEN 'unsubscribed'
+                                    ELSE o.status_reason END
+         WHERE o.contact_id = n.contact_id AND o.subscription_id = n.subscription_id
+           AND o.unsubscribed_at IS NULL
+        RETURNING 1)
+    SELECT least(count(*), 1) INTO done FROM stopped;
+    IF target.scope = 'c' AND NOT EXISTS (
+           SELECT FROM bis.consents k
+            WHERE k.contact_id = n.contact_id AND k.channel = n.channel AND NOT k.granted) THEN
+        PERFORM bis.set_consent(n.contact_id, n.channel, false, 'unsubscribe link');
+    END IF;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.unsubscribe_by_token(text) IS 'What the shop''s unsubscribe endpoint calls with the token of a message''s link: cancels the subscription the message came from (and what it had still to send) and, for an unsubscribe-all token, withdraws consent for the channel; returns how many subscriptions it cancelled, 0 when called again';
 
 /*
  * The queue protocol, for mailers
@@ -1234,13 +1493,13 @@ BEGIN
         ids := ARRAY(SELECT n.id FROM bis.notifications n
                       WHERE n.status = 'claimed' AND n.claimed_until <= now()
                         AND (channels IS NULL OR n.channel = ANY (channels))
-                      ORDER BY n.claimed_until, n.id
+                      ORDER BY n.claimed_until
                       LIMIT max_rows FOR UPDATE SKIP LOCKED);
         IF cardinality(ids) < max_rows THEN
             ids := ids || ARRAY(SELECT n.id FROM bis.notifications n
                                  WHERE n.status = 'pending' AND n.available_at <= now()
                                    AND (channels IS NULL OR n.channel = ANY (channels))
-                                 ORDER BY n.available_at, n.id
+                                 ORDER BY n.available_at
                                  LIMIT max_rows - cardinality(ids) FOR UPDATE SKIP LOCKED);
         END IF;
         expanded := cardinality(ids) = 0;
@@ -1444,6 +1703,9 @@ SELECT pg_catalog.pg_extension_config_dump('bis.restock_events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('bis.notifications', '');
 SELECT pg_catalog.pg_extension_config_dump('bis.notifications_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('bis.templates', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('bis.consents', '');
+-- without its key, a restored database would refuse every link already sent
+SELECT pg_catalog.pg_extension_config_dump('bis.signing_key', '');
 
 /*
  * Privileges: nothing is granted to PUBLIC but the two functions any role

@@ -118,7 +118,7 @@ SET enable_bitmapscan = off;
 EXPLAIN (COSTS OFF)
 SELECT n.claimed_by FROM bis.notifications n
  WHERE n.status = 'claimed' AND n.claimed_until <= now()
- ORDER BY n.claimed_until, n.id LIMIT 10;
+ ORDER BY n.claimed_until LIMIT 10;
 EXPLAIN (COSTS OFF)
 SELECT n.claimed_by FROM bis.notifications n WHERE n.status = 'claimed';
 RESET enable_seqscan;
@@ -145,4 +145,4 @@ SELECT bis.ack(ARRAY[1], '');
 
 DROP VIEW queue;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.contacts, bis.items RESTART IDENTITY;

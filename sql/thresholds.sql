@@ -55,6 +55,19 @@ SELECT bis.set_stock('A-1', 1);
 SELECT * FROM events WHERE id > 6;
 ROLLBACK;
 
+-- the longest SKU an item may have keeps its own threshold, and SKUs that
+-- differ only in their last character are told apart
+BEGIN;
+SELECT bis.upsert_items(jsonb_build_array(
+    jsonb_build_object('sku', repeat('L', 127) || 'a', 'threshold', 5),
+    jsonb_build_object('sku', repeat('L', 127) || 'b')));
+SELECT bis.set_stock(repeat('L', 127) || 'a', 0), bis.set_stock(repeat('L', 127) || 'b', 0);
+SELECT bis.set_stock(repeat('L', 127) || 'a', 4), bis.set_stock(repeat('L', 127) || 'b', 4);
+SELECT bis.set_stock(repeat('L', 127) || 'a', 5);
+SELECT right(sku, 1) AS sku_ends_in, old_quantity, new_quantity, threshold
+  FROM bis.restock_events WHERE length(sku) = 128 ORDER BY id;
+ROLLBACK;
+
 -- the threshold is at least 1
 SET bis.default_threshold = 0;
 SELECT bis.upsert_items('[{"sku": "A-1", "threshold": 0}]');
@@ -68,4 +81,4 @@ SELECT count(*) AS events_after_rollback FROM bis.restock_events WHERE id > 6;
 
 DROP VIEW events;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.contacts, bis.items RESTART IDENTITY;

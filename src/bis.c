@@ -146,12 +146,9 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("bis");
-#else
-	EmitWarningsOnPlaceholders("bis");
-#endif
 
+	bis_rules_init();
 	bis_trigger_init();
 	bis_restock_init();
 }

@@ -9,6 +9,8 @@
 #define BIS_H
 
 #include "access/attnum.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
@@ -17,9 +19,6 @@
 
 /* the NOTIFY channel mailers LISTEN on */
 #define BIS_CHANNEL "bis_notifications"
-
-/* the longest SKU bis.items accepts (its CHECK constraint says the same) */
-#define BIS_SKU_MAXLEN 128
 
 /* settings, defined in bis.c */
 extern int	bis_default_threshold;
@@ -53,6 +52,7 @@ extern void begin_as_role(Oid role, bool restricted, AsRole *as);
 extern void end_as_role(AsRole *as);
 extern void set_local(const char *name, const char *value);
 extern void by_key_only(void);
+extern SPIPlanPtr prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 extern Oid	function_owner(Oid fn_oid);
 
 /* A crossing, as the trigger or bis._new_stock_level saw it (restock.c) */
@@ -73,17 +73,94 @@ extern int64 bis_enqueued_total;
 extern void bis_restock_init(void);
 
 /* The active subscriptions a restock fires (matching.c) */
+typedef struct MatchFilter
+{
+	Datum		locale;			/* text, or 0: any */
+	Datum		external_id;	/* text, or 0: any */
+	TimestampTz created_before; /* older ones expire; 0: none do */
+	bool		price_rule;		/* whether maximum prices are checked */
+	Datum		price;			/* the item's price, numeric, or 0: unknown */
+} MatchFilter;
+
 typedef struct Matches
 {
-	int			n;				/* subscriptions found */
+	int			n;				/* subscriptions to fire */
 	ItemPointerData *tids;		/* their rows, when asked for */
-	int64		last_id;		/* the highest id found */
+	int64		last_id;		/* the highest id passed */
+	int			n_expired;		/* subscriptions too old to fire */
+	ItemPointerData *expired_tids;	/* their rows, when asked for */
+	int			n_over_price;	/* subscriptions whose maximum price is lower */
 } Matches;
 
-extern void match_subscriptions(Datum sku, Datum locale, Datum external_id,
+extern void match_subscriptions(Datum sku, const MatchFilter *filter,
 								int64 after_id, int64 upto_id, int64 limit,
 								bool want_tids, Matches *matches);
 extern int64 newest_active_subscription(Datum sku);
+
+/* The delivery rules checked at claim (rules.c) */
+typedef enum RuleAction
+{
+	RULE_HOLD,					/* the message waits until the rule allows it */
+	RULE_DROP					/* the message is suppressed */
+} RuleAction;
+
+#define CHANNEL_EMAIL	(1 << 0)
+#define CHANNEL_SMS		(1 << 1)
+#define CHANNEL_PUSH	(1 << 2)
+#define CHANNEL_WEBPUSH	(1 << 3)
+
+typedef struct QuietHours
+{
+	int			from_minute;	/* of the local day; -1: no quiet hours */
+	int			until_minute;	/* the window may wrap past midnight */
+} QuietHours;
+
+typedef struct SendRate
+{
+	int64		messages;		/* 0: no limit */
+	int64		period_secs;
+} SendRate;
+
+/* A send rate's window, taken by one claim */
+typedef struct RateBudget
+{
+	char	   *scope;
+	TimestampTz window_start;
+	TimestampTz window_end;
+	int64		before;			/* handed out in the window before this claim */
+	int64		left;			/* what this claim may still hand out */
+	int64		used;
+} RateBudget;
+
+extern char *bis_default_time_zone;
+extern int	bis_max_per_contact_day;
+extern int	bis_frequency_cap_action;
+extern int	bis_quiet_hours_action;
+extern QuietHours bis_quiet_hours;
+extern int	bis_quiet_hours_channels;
+extern SendRate bis_send_rate;
+extern SendRate bis_item_send_rate;
+extern int64 bis_restock_dwell;
+extern int64 bis_subscription_ttl;
+extern char *bis_unsubscribe_url;
+extern char *bis_unsubscribe_mailto;
+
+extern void bis_rules_init(void);
+extern int	channel_bit(const char *name, int len);
+extern bool parse_send_rate(const char *value, SendRate *rate);
+extern struct pg_tz *time_zone(const char *name);
+extern TimestampTz local_day_start(TimestampTz at, struct pg_tz *tz, int days);
+extern TimestampTz quiet_hours_end(TimestampTz at, struct pg_tz *tz, QuietHours q);
+extern void rate_take(const char *scope, SendRate rate, TimestampTz now, RateBudget *budget);
+extern void rate_settle(RateBudget *budget);
+
+/* Unsubscribe tokens (token.c) */
+#define SIGNING_KEY_LEN 32
+#define TOKEN_SCOPE_SUBSCRIPTION 's'	/* cancels the subscription */
+#define TOKEN_SCOPE_CHANNEL 'c'	/* also withdraws consent for the channel */
+
+extern void signing_key(uint8 *key);
+extern char *make_token(const uint8 *key, int64 notification_id, char scope);
 
 /* trigger.c */
 extern void bis_trigger_init(void);

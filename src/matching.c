@@ -17,7 +17,9 @@
  *
  * Voyado's rules: a restock with a locale fires only subscriptions of that
  * locale, one with an external id only those of that external id, one with
- * neither every subscription of the SKU.
+ * neither every subscription of the SKU.  Two delivery rules act here too: a
+ * subscription older than bis.subscription_ttl is collected to expire, not
+ * fired, and one whose maximum price the item's price is above waits.
  *
  * The caller has pushed the snapshot to read with.
  *
@@ -37,6 +39,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/numeric.h"
 #include "utils/snapmgr.h"
 
 #include "bis.h"
@@ -49,6 +52,8 @@ typedef struct ActiveIndex
 	AttrNumber	id;
 	AttrNumber	locale;
 	AttrNumber	external_id;
+	AttrNumber	created_at;
+	AttrNumber	max_price;
 } ActiveIndex;
 
 static AttrNumber
@@ -75,6 +80,8 @@ open_active_index(ActiveIndex *ai)
 	ai->id = column(relid, "id");
 	ai->locale = column(relid, "locale");
 	ai->external_id = column(relid, "external_id");
+	ai->created_at = column(relid, "created_at");
+	ai->max_price = column(relid, "max_price");
 }
 
 static void
@@ -99,25 +106,52 @@ text_matches(TupleTableSlot *slot, AttrNumber attnum, Datum value)
 											 d, value));
 }
 
+/* Whether the item's price (0: unknown) is above the subscription's maximum */
+static bool
+over_price(TupleTableSlot *slot, AttrNumber attnum, Datum price)
+{
+	bool		isnull;
+	Datum		max_price = slot_getattr(slot, attnum, &isnull);
+
+	if (isnull)
+		return false;
+	return price == (Datum) 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, price, max_price)) > 0;
+}
+
+/* Room for one more TID in a growing array */
+static ItemPointerData *
+add_tid(ItemPointerData *tids, int n, int *size, int64 limit)
+{
+	if (n < *size)
+		return tids;
+	*size = *size == 0 ? (int) Min(limit, 1024) : *size * 2;
+	return tids == NULL ? palloc(sizeof(ItemPointerData) * *size) :
+		repalloc(tids, sizeof(ItemPointerData) * *size);
+}
+
 /*
  * The active subscriptions of sku after after_id and up to upto_id (< 0: no
- * bound), oldest first, at most limit of them, filtered by locale and
- * external_id where given (0: not given).  With want_tids, their TIDs too.
+ * bound), oldest first, at most limit of them, filtered as f says.  With
+ * want_tids, their TIDs too, and those of the expired ones passed on the way.
  */
 void
-match_subscriptions(Datum sku, Datum locale, Datum external_id,
-					int64 after_id, int64 upto_id, int64 limit,
-					bool want_tids, Matches *m)
+match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_id,
+					int64 limit, bool want_tids, Matches *m)
 {
 	ActiveIndex ai;
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	int			size = 0;
+	int			expired_size = 0;
 
 	m->n = 0;
 	m->tids = NULL;
 	m->last_id = 0;
+	m->n_expired = 0;
+	m->expired_tids = NULL;
+	m->n_over_price = 0;
 	if (limit <= 0)
 		return;
 
@@ -147,22 +181,32 @@ match_subscriptions(Datum sku, Datum locale, Datum external_id,
 		id = DatumGetInt64(slot_getattr(slot, ai.id, &isnull));
 		if (upto_id >= 0 && id > upto_id)
 			break;
-		if (!text_matches(slot, ai.locale, locale) ||
-			!text_matches(slot, ai.external_id, external_id))
+		if (!text_matches(slot, ai.locale, f->locale) ||
+			!text_matches(slot, ai.external_id, f->external_id))
 			continue;
+		m->last_id = id;
+		if (f->created_before != 0 &&
+			DatumGetTimestampTz(slot_getattr(slot, ai.created_at, &isnull)) < f->created_before)
+		{
+			if (want_tids)
+			{
+				m->expired_tids = add_tid(m->expired_tids, m->n_expired, &expired_size, limit);
+				ItemPointerCopy(&slot->tts_tid, &m->expired_tids[m->n_expired]);
+			}
+			m->n_expired++;
+			continue;
+		}
+		if (f->price_rule && over_price(slot, ai.max_price, f->price))
+		{
+			m->n_over_price++;
+			continue;
+		}
 
 		if (want_tids)
 		{
-			if (m->n == size)
-			{
-				size = size == 0 ? (int) Min(limit, 1024) : size * 2;
-				m->tids = m->tids == NULL ?
-					palloc(sizeof(ItemPointerData) * size) :
-					repalloc(m->tids, sizeof(ItemPointerData) * size);
-			}
+			m->tids = add_tid(m->tids, m->n, &size, limit);
 			ItemPointerCopy(&slot->tts_tid, &m->tids[m->n]);
 		}
-		m->last_id = id;
 		m->n++;
 	}
 

@@ -52,35 +52,68 @@ int64		bis_enqueued_total = 0;
 /*
  * The SKU's turn: crossings and expansions of one SKU take turns on its item
  * row, so that two restocks never take its subscriptions in different orders.
- * $1 sku, $2 bis.wave_per_unit.  Returns whether alerts are on, and the
- * subscribers per unit of a wave (NULL: no waves).
+ * $1 sku, $2 bis.wave_per_unit, $3 bis.restock_dwell.  Returns what the
+ * restock-time rules need: whether alerts are on, the subscribers per unit
+ * of a wave (NULL: no waves), whether the item is active, its price, and the
+ * dwell.
  */
 static const char turn_sql[] =
-"SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif($2, 0))"
+"SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif($2, 0)),"
+"       i.status OPERATOR(pg_catalog.=) 'active', i.price, coalesce(i.restock_dwell, $3)"
 "  FROM bis.items i WHERE i.sku OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
 
+enum
+{
+	T_ALERTS_ENABLED, T_WAVE_PER_UNIT, T_ACTIVE, T_PRICE, T_DWELL
+};
+
 /*
- * A crossing that notifies nobody (no such item, or its alerts are off) is
- * logged: $1 sku, $2 locale, $3 external_id, $4 old quantity, $5 new
- * quantity, $6 threshold, $7 source table, $8 subscriptions held back.
+ * A crossing that notifies nobody (no such item, its alerts are off, or it is
+ * not active) is logged: $1 sku, $2 locale, $3 external_id, $4 old quantity,
+ * $5 new quantity, $6 threshold, $7 source table, $8 subscriptions held back,
+ * $9 the rule that held them.
  */
 static const char logged_sql[] =
 "INSERT INTO bis.restock_events (sku, locale, external_id, old_quantity, new_quantity, threshold,"
 "                                source_table, matched, enqueued, held_back)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0,"
-"         CASE WHEN $8 OPERATOR(pg_catalog.>) 0"
-"              THEN pg_catalog.jsonb_build_object('alerts_disabled', $8) ELSE '{}' END)";
+" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8))";
+
+/*
+ * A crossing under a dwell notifies nobody yet: its restock waits out the
+ * dwell as wave 0, and bis._next_expansion() starts the first wave if the
+ * stock is still there when it ends.  $1 sku, $2 locale, $3 external_id, $4
+ * old quantity, $5 new quantity, $6 threshold, $7 source table, $8 the SKU's
+ * newest active subscription, $9 the dwell.  A restock of the same stock
+ * still under way is taken over.
+ */
+static const char dwell_sql[] =
+"WITH stopped AS ("
+"    UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL"
+"     WHERE e.expansion IN ('expanding', 'waiting') AND e.sku OPERATOR(pg_catalog.=) $1"
+"       AND e.locale IS NOT DISTINCT FROM $2 AND e.external_id IS NOT DISTINCT FROM $3"
+")"
+" INSERT INTO bis.restock_events"
+"        (sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
+"         matched, enqueued, expansion, max_subscription_id, wave, wave_quota, next_wave_at)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 'waiting', $8, 0, 0,"
+"         pg_catalog.now() OPERATOR(pg_catalog.+) $9)";
 
 /*
  * The subscriptions a chunk uses become its notifications, in one statement:
  * a subscription leaves bis.subscriptions as its notification is written, and
  * one that is no longer active (cancelled meanwhile) is skipped.  The rows
- * are those the index walk found, by their TIDs; ev is the restock event's
- * id.  The notifications for which MINE is true are claimed at once by
- * worker W, leased for L.
+ * are those the index walk found, by their TIDs; those it found too old
+ * (EXPIRED) expire.  ev is the restock event's id.  The notifications for
+ * which MINE is true are claimed at once by worker W, leased for L.
  */
-#define USED_AND_MADE(SKU, TIDS, MINE, W, L) \
-"used AS ("																		\
+#define USED_AND_MADE(SKU, TIDS, EXPIRED, MINE, W, L) \
+"expired AS ("																	\
+"    UPDATE bis.subscriptions s SET status = 'expired'"							\
+"     WHERE s.ctid OPERATOR(pg_catalog.=) ANY (" EXPIRED ")"					\
+"       AND s.sku OPERATOR(pg_catalog.=) " SKU									\
+"       AND s.status OPERATOR(pg_catalog.=) 'active'"							\
+"    RETURNING 1"																\
+"), used AS ("																		\
 "    DELETE FROM bis.subscriptions s"											\
 "     WHERE s.ctid OPERATOR(pg_catalog.=) ANY (" TIDS ")"						\
 "       AND s.sku OPERATOR(pg_catalog.=) " SKU									\
@@ -100,6 +133,7 @@ static const char logged_sql[] =
 "    RETURNING n.id, n.status"													\
 "), counted AS ("																\
 "    SELECT pg_catalog.count(*)::integer AS n,"								\
+"           (SELECT pg_catalog.count(*) FROM expired)::integer AS expired,"	\
 "           (pg_catalog.count(*) FILTER (WHERE m.status OPERATOR(pg_catalog.=) 'pending'))::integer AS pending,"	\
 "           pg_catalog.array_agg(m.id ORDER BY m.id)"							\
 "               FILTER (WHERE m.status OPERATOR(pg_catalog.=) 'claimed') AS claimed"	\
@@ -111,8 +145,10 @@ static const char logged_sql[] =
  * external_id, $4 old quantity, $5 new quantity, $6 threshold, $7 source
  * table, $8 the rows found, $9 whether there may be more, $10 the first
  * wave's size (NULL: no waves), $11 the SKU's newest active subscription, $12
- * the last one found, $13 bis.wave_interval.  A restock of the same stock
- * still under way is taken over by this one.  Returns the number enqueued.
+ * the last one passed, $13 bis.wave_interval, $14 the rows found too old, $15
+ * the subscriptions held back by their maximum price.  A restock of the same
+ * stock still under way is taken over by this one.  Returns the number
+ * enqueued.
  */
 static const char first_chunk_sql[] =
 "WITH ev AS (SELECT pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass) AS id"
@@ -121,12 +157,14 @@ static const char first_chunk_sql[] =
 "     WHERE e.expansion IN ('expanding', 'waiting') AND e.sku OPERATOR(pg_catalog.=) $1"
 "       AND e.locale IS NOT DISTINCT FROM $2 AND e.external_id IS NOT DISTINCT FROM $3"
 "), "
-USED_AND_MADE("$1", "$8", "false", "NULL::pg_catalog.text", "NULL::pg_catalog.interval")
+USED_AND_MADE("$1", "$8", "$14", "false", "NULL::pg_catalog.text", "NULL::pg_catalog.interval")
 " INSERT INTO bis.restock_events"
 "        (id, sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
-"         matched, enqueued, expansion, max_subscription_id, last_subscription_id, wave_quota,"
-"         next_wave_at)"
-" SELECT ev.id, $1, $2, $3, $4, $5, $6, $7, c.n, c.n,"
+"         matched, enqueued, held_back, expansion, max_subscription_id, last_subscription_id,"
+"         wave_quota, next_wave_at)"
+" SELECT ev.id, $1, $2, $3, $4, $5, $6, $7,"
+"        c.n OPERATOR(pg_catalog.+) c.expired OPERATOR(pg_catalog.+) $15, c.n,"
+"        bis._held_back(bis._held_back('{}', 'expired', c.expired), 'over_price', $15),"
 "        CASE WHEN NOT $9 THEN 'done'"
 "             WHEN $10 OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0 THEN 'waiting'"
 "             ELSE 'expanding' END,"
@@ -141,17 +179,22 @@ USED_AND_MADE("$1", "$8", "false", "NULL::pg_catalog.text", "NULL::pg_catalog.in
 /*
  * A later chunk, after the stock transaction: $1 the restock event, $2 sku,
  * $3 the rows found, $4 whether there may be more, $5 the last subscription
- * found, $6 worker, $7 lease, $8 channels, $9 bis.wave_interval.  Returns
- * the number enqueued, those left pending, and the ids claimed by worker.
+ * passed, $6 worker, $7 lease, $8 channels, $9 bis.wave_interval, $10 the
+ * rows found too old, $11 the subscriptions held back by their maximum price.
+ * Returns the number enqueued, those left pending, and the ids claimed by
+ * worker.
  */
 static const char next_chunk_sql[] =
 "WITH ev AS (SELECT $1::pg_catalog.int8 AS id), "
-USED_AND_MADE("$2", "$3",
+USED_AND_MADE("$2", "$3", "$10",
 			  "$6::pg_catalog.text IS NOT NULL AND ($8::pg_catalog.text[] IS NULL"
 			  " OR u.channel OPERATOR(pg_catalog.=) ANY ($8))",
 			  "$6", "$7")
 " UPDATE bis.restock_events e"
-"    SET matched = e.matched OPERATOR(pg_catalog.+) c.n,"
+"    SET matched = e.matched OPERATOR(pg_catalog.+) c.n OPERATOR(pg_catalog.+) c.expired"
+"                  OPERATOR(pg_catalog.+) $11,"
+"        held_back = bis._held_back(bis._held_back(e.held_back, 'expired', c.expired),"
+"                                   'over_price', $11),"
 "        enqueued = e.enqueued OPERATOR(pg_catalog.+) c.n,"
 "        last_subscription_id = $5,"
 "        wave_quota = e.wave_quota OPERATOR(pg_catalog.-) c.n,"
@@ -168,6 +211,8 @@ USED_AND_MADE("$2", "$3",
 
 static SPIPlanPtr turn_plan = NULL;
 static SPIPlanPtr logged_plan = NULL;
+static SPIPlanPtr dwell_plan = NULL;
+static SPIPlanPtr item_price_plan = NULL;
 static SPIPlanPtr first_chunk_plan = NULL;
 static SPIPlanPtr next_chunk_plan = NULL;
 
@@ -247,7 +292,7 @@ sql_is_current(const Crossing *c)
 }
 
 /* Prepare a statement once for the life of the backend; caller is in SPI */
-static SPIPlanPtr
+SPIPlanPtr
 prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
@@ -433,17 +478,17 @@ bis_restock_init(void)
  * TID is passed by reference, so point at each.
  */
 static Datum
-tids_datum(const Matches *m)
+tids_datum(ItemPointerData *tids, int n)
 {
 	Datum	   *elems;
 	int			i;
 
-	if (m->n == 0)
+	if (n == 0)
 		return PointerGetDatum(construct_empty_array(TIDOID));
-	elems = palloc(sizeof(Datum) * m->n);
-	for (i = 0; i < m->n; i++)
-		elems[i] = PointerGetDatum(&m->tids[i]);
-	return PointerGetDatum(construct_array(elems, m->n, TIDOID,
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = PointerGetDatum(&tids[i]);
+	return PointerGetDatum(construct_array(elems, n, TIDOID,
 										   sizeof(ItemPointerData), false,
 										   TYPALIGN_SHORT));
 }
@@ -460,12 +505,33 @@ wave_quota(int32 per_unit, int64 quantity)
 }
 
 static Datum
-interval_seconds(int seconds)
+interval_seconds(int64 seconds)
 {
 	Interval   *result = (Interval *) palloc0(sizeof(Interval));
 
-	result->time = (int64) seconds * USECS_PER_SEC;
+	result->time = seconds * USECS_PER_SEC;
 	return IntervalPGetDatum(result);
+}
+
+/* An interval's length in seconds, a month counted as 30 days */
+static int64
+seconds_of(Datum d)
+{
+	Interval   *i = DatumGetIntervalP(d);
+
+	return i->time / USECS_PER_SEC + (i->day + (int64) i->month * DAYS_PER_MONTH) * SECS_PER_DAY;
+}
+
+/* The filter of a walk: the restock's keys, and the rules of the moment */
+static void
+filter_for(MatchFilter *f, Datum locale, Datum external_id, bool price_rule, Datum price)
+{
+	f->locale = locale;
+	f->external_id = external_id;
+	f->created_before = bis_subscription_ttl > 0 ?
+		GetCurrentTransactionStartTimestamp() - bis_subscription_ttl * USECS_PER_SEC : 0;
+	f->price_rule = price_rule;
+	f->price = price;
 }
 
 /*
@@ -474,7 +540,7 @@ interval_seconds(int seconds)
  * SKU's turn is seen.
  */
 static void
-walk(Datum sku, Datum locale, Datum external_id, int64 after_id, int64 upto_id,
+walk(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_id,
 	 int64 limit, bool want_tids, Matches *m, int64 *newest)
 {
 	CommandCounterIncrement();
@@ -482,31 +548,48 @@ walk(Datum sku, Datum locale, Datum external_id, int64 after_id, int64 upto_id,
 	UpdateActiveSnapshotCommandId();
 	if (newest != NULL)
 		upto_id = *newest = newest_active_subscription(sku);
-	match_subscriptions(sku, locale, external_id, after_id, upto_id, limit,
-						want_tids, m);
+	if (m != NULL)
+		match_subscriptions(sku, f, after_id, upto_id, limit, want_tids, m);
 	PopActiveSnapshot();
+}
+
+/* Run a statement prepared once; caller is in SPI */
+static void
+execute_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+			 Datum *values, const char *nulls, int expected)
+{
+	int			ret = SPI_execute_plan(prepare_kept(plan, sql, nargs, argtypes),
+									   values, nulls, false, 0);
+
+	if (ret != expected)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 }
 
 /*
  * Record one crossing and enqueue the first chunk of its notifications;
  * returns how many.  The SQL runs as the owner of the function whose OID is
  * given (the trigger's, or bis._new_stock_level's): the extension's owner.
+ *
+ * The restock-time rules: an item that is not active, or whose alerts are
+ * off, notifies nobody and its subscriptions wait; under a dwell, nobody yet
+ * (see dwell_sql); otherwise subscriptions too old expire and those whose
+ * maximum price the item is above wait, and the rest are notified, a chunk
+ * and a wave at a time.
  */
 int
 restock(Oid as_owner_of, const Crossing *c)
 {
 	AsRole		as;
-	Datum		values[13];
-	char		nulls[13];
-	bool		isnull;
-	bool		alerts_enabled;
-	bool		has_quota;
-	int32		per_unit = 0;
+	Datum		values[15];
+	char		nulls[15];
+	Datum		item[5];
+	bool		item_null[5];
+	const char *held_by = NULL;
+	MatchFilter f;
 	int64		quota = 0;
 	int64		take;
 	int64		newest;
 	Matches		m;
-	int			ret;
 	int			enqueued = 0;
 
 	if (!sql_is_current(c))
@@ -516,35 +599,26 @@ restock(Oid as_owner_of, const Crossing *c)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* the SKU's turn, and the item's alerts and waves */
+	/* the SKU's turn, and what the item's rules say */
 	{
-		Oid			argtypes[2] = {TEXTOID, INT4OID};
+		Oid			argtypes[3] = {TEXTOID, INT4OID, INTERVALOID};
 
 		values[0] = c->sku;
 		values[1] = Int32GetDatum(bis_wave_per_unit);
-		ret = SPI_execute_plan(prepare_kept(&turn_plan, turn_sql, 2, argtypes),
-							   values, NULL, false, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		values[2] = interval_seconds(bis_restock_dwell);
+		execute_kept(&turn_plan, turn_sql, 3, argtypes, values, NULL, SPI_OK_SELECT);
 	}
-	alerts_enabled = SPI_processed == 1 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	has_quota = false;
-	if (alerts_enabled)
+	if (SPI_processed == 1)
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-
-		has_quota = !isnull;
-		if (has_quota)
-			per_unit = DatumGetInt32(d);
-	}
-	if (SPI_processed == 1 && !alerts_enabled)
-	{
-		/* alerts off: the subscriptions that would have been told wait */
-		walk(c->sku, c->locale, c->external_id, 0, -1, PG_INT64_MAX, false, &m, NULL);
+		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, item, item_null);
+		if (!DatumGetBool(item[T_ACTIVE]))
+			held_by = "item_not_active";
+		else if (!DatumGetBool(item[T_ALERTS_ENABLED]))
+			held_by = "alerts_disabled";
 	}
 	else
-		m.n = 0;
+		held_by = "";			/* no such item: logged, nothing matched */
+	filter_for(&f, c->locale, c->external_id, false, (Datum) 0);
 
 	values[0] = c->sku;
 	values[1] = c->locale;
@@ -558,39 +632,55 @@ restock(Oid as_owner_of, const Crossing *c)
 	nulls[2] = c->external_id == (Datum) 0 ? 'n' : ' ';
 	nulls[3] = c->has_old ? ' ' : 'n';
 
-	if (!alerts_enabled)
+	if (held_by != NULL)
 	{
-		Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-		INT4OID, TEXTOID, INT4OID};
+		Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		INT4OID, TEXTOID, INT4OID, TEXTOID};
 
+		/* the subscriptions that would have been told wait */
+		m.n = 0;
+		if (*held_by != '\0')
+			walk(c->sku, &f, 0, -1, PG_INT64_MAX, false, &m, NULL);
 		values[7] = Int32GetDatum(m.n);
-		ret = SPI_execute_plan(prepare_kept(&logged_plan, logged_sql, 8, argtypes),
-							   values, nulls, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		values[8] = CStringGetTextDatum(held_by);
+		execute_kept(&logged_plan, logged_sql, 9, argtypes, values, nulls, SPI_OK_INSERT);
+	}
+	else if (seconds_of(item[T_DWELL]) > 0)
+	{
+		Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		INT4OID, TEXTOID, INT8OID, INTERVALOID};
+
+		walk(c->sku, &f, 0, 0, 0, false, NULL, &newest);
+		values[7] = Int64GetDatum(newest);
+		values[8] = item[T_DWELL];
+		execute_kept(&dwell_plan, dwell_sql, 9, argtypes, values, nulls, SPI_OK_INSERT);
 	}
 	else
 	{
-		Oid			argtypes[13] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		Oid			argtypes[15] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 			INT4OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID, INT8OID, INT8OID,
-		INTERVALOID};
+		INTERVALOID, TIDARRAYOID, INT4OID};
+		bool		has_quota = !item_null[T_WAVE_PER_UNIT];
+		bool		isnull;
 
 		if (has_quota)
-			quota = wave_quota(per_unit, c->new_quantity);
+			quota = wave_quota(DatumGetInt32(item[T_WAVE_PER_UNIT]), c->new_quantity);
 		take = has_quota ? Min(quota, bis_expand_chunk) : bis_expand_chunk;
-		walk(c->sku, c->locale, c->external_id, 0, 0, take, true, &m, &newest);
+		filter_for(&f, c->locale, c->external_id, true,
+				   item_null[T_PRICE] ? (Datum) 0 : item[T_PRICE]);
+		walk(c->sku, &f, 0, 0, take, true, &m, &newest);
 
-		values[7] = tids_datum(&m);
+		values[7] = tids_datum(m.tids, m.n);
 		values[8] = BoolGetDatum(m.n == take);
 		values[9] = Int64GetDatum(quota);
 		nulls[9] = has_quota ? ' ' : 'n';
 		values[10] = Int64GetDatum(newest);
-		values[11] = Int64GetDatum(m.n > 0 ? m.last_id : 0);
+		values[11] = Int64GetDatum(m.last_id);
 		values[12] = interval_seconds(bis_wave_interval);
-		ret = SPI_execute_plan(prepare_kept(&first_chunk_plan, first_chunk_sql, 13, argtypes),
-							   values, nulls, false, 0);
-		if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+		values[13] = tids_datum(m.expired_tids, m.n_expired);
+		values[14] = Int32GetDatum(m.n_over_price);
+		execute_kept(&first_chunk_plan, first_chunk_sql, 15, argtypes, values, nulls,
+					 SPI_OK_INSERT_RETURNING);
 		enqueued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
 	}
@@ -615,6 +705,10 @@ restock(Oid as_owner_of, const Crossing *c)
  */
 PG_FUNCTION_INFO_V1(bis__expand);
 
+/* $1 sku: the item's price now, for the maximum prices of a later chunk */
+static const char item_price_sql[] =
+"SELECT i.price FROM bis.items i WHERE i.sku OPERATOR(pg_catalog.=) $1";
+
 Datum
 bis__expand(PG_FUNCTION_ARGS)
 {
@@ -624,22 +718,24 @@ bis__expand(PG_FUNCTION_ARGS)
 	Datum		sku;
 	Datum		locale;
 	Datum		external_id;
+	Datum		price = (Datum) 0;
 	int64		last_id;
 	int64		upto_id;
 	bool		has_quota;
 	int64		quota;
 	int64		take;
 	bool		isnull;
+	MatchFilter f;
 	Matches		m;
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[11];
+	char		nulls[11];
 	Datum		result[2];
 	bool		result_nulls[2] = {false, false};
 	int			pending;
 	int			nestlevel;
-	int			ret;
-	Oid			argtypes[9] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
-	TEXTOID, INTERVALOID, TEXTARRAYOID, INTERVALOID};
+	Oid			argtypes[11] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
+		TEXTOID, INTERVALOID, TEXTARRAYOID, INTERVALOID, TIDARRAYOID,
+	INT4OID};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "bis._expand needs a restock event and a chunk size");
@@ -668,14 +764,26 @@ bis__expand(PG_FUNCTION_ARGS)
 	by_key_only();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	walk(sku, locale, external_id, last_id, upto_id, take, true, &m, NULL);
+	{
+		Oid			argtype = TEXTOID;
+
+		execute_kept(&item_price_plan, item_price_sql, 1, &argtype, &sku, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			price = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (isnull)
+				price = (Datum) 0;
+		}
+	}
+	filter_for(&f, locale, external_id, true, price);
+	walk(sku, &f, last_id, upto_id, take, true, &m, NULL);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = event_id;
 	values[1] = sku;
-	values[2] = tids_datum(&m);
+	values[2] = tids_datum(m.tids, m.n);
 	values[3] = BoolGetDatum(m.n == take);
-	values[4] = Int64GetDatum(m.n > 0 ? m.last_id : last_id);
+	values[4] = Int64GetDatum(m.last_id > 0 ? m.last_id : last_id);
 	values[5] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[5] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[6] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
@@ -683,11 +791,13 @@ bis__expand(PG_FUNCTION_ARGS)
 	values[7] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
 	nulls[7] = PG_ARGISNULL(4) ? 'n' : ' ';
 	values[8] = interval_seconds(bis_wave_interval);
-	ret = SPI_execute_plan(prepare_kept(&next_chunk_plan, next_chunk_sql, 9, argtypes),
-						   values, nulls, false, 0);
-	if (ret != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
-		elog(ERROR, "restock event " INT64_FORMAT " could not be updated: %s",
-			 DatumGetInt64(event_id), SPI_result_code_string(ret));
+	values[9] = tids_datum(m.expired_tids, m.n_expired);
+	values[10] = Int32GetDatum(m.n_over_price);
+	execute_kept(&next_chunk_plan, next_chunk_sql, 11, argtypes, values, nulls,
+				 SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed != 1)
+		elog(ERROR, "restock event " INT64_FORMAT " could not be updated",
+			 DatumGetInt64(event_id));
 
 	result[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	pending = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));

@@ -14,7 +14,8 @@
  *       Runs RESTOCK (autocommit), then until CLAIM returns no row: CLAIM
  *       (autocommit; its first column is the id), then ACK with $1 = the
  *       claimed ids as a bigint[] literal (autocommit).  Prints
- *       "restock_ms drain_ms rows batches".
+ *       "restock_ms drain_ms rows batches claim_ms", claim_ms being the part
+ *       of drain_ms spent in CLAIM.
  *
  *   bench_client notify N BIS_SQL PEER_SQL
  *       One listener connection LISTENs on bis_notifications and
@@ -171,7 +172,8 @@ cmd_drain(const char *restock, const char *claim, const char *ack)
 	PGresult   *res;
 	double		t0,
 				t1,
-				t2;
+				t2,
+				claim_ms = 0;
 	long		rows = 0,
 				batches = 0;
 	size_t		cap = 1 << 16;
@@ -186,8 +188,10 @@ cmd_drain(const char *restock, const char *claim, const char *ack)
 					i;
 		size_t		len = 0;
 		const char *params[1];
+		double		c0 = now_ms();
 
 		res = PQexec(conn, claim);
+		claim_ms += now_ms() - c0;
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
 			fprintf(stderr, "bench_client: %s\nin: %s\n", PQresultErrorMessage(res), claim);
@@ -234,7 +238,7 @@ cmd_drain(const char *restock, const char *claim, const char *ack)
 		batches++;
 	}
 	t2 = now_ms();
-	printf("%.3f %.3f %ld %ld\n", t1 - t0, t2 - t1, rows, batches);
+	printf("%.3f %.3f %ld %ld %.3f\n", t1 - t0, t2 - t1, rows, batches, claim_ms);
 	PQfinish(conn);
 	return 0;
 }

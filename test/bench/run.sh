@@ -10,7 +10,8 @@
 # and drain throughput; 5 NOTIFY-to-listener latency; 6 sizes per million
 # notified; 7 NOTIFY
 # contention (pgbench, bis.notify on/off); 8 sustained restock and drain with
-# housekeeping, then with a long transaction open.
+# housekeeping, then with a long transaction open; 9 claims with every
+# delivery rule on against none.
 #
 # Environment:
 #   BIS_BENCH_FULL=1      add the 1M-subscriber restock and drain 200k (long)
@@ -38,7 +39,7 @@ seconds=${BIS_BENCH_SECONDS:-10}
 reps=${BIS_BENCH_REPS:-3}
 notify_n=${BIS_BENCH_NOTIFY_N:-200}
 cycles=${BIS_BENCH_CYCLES:-40}
-only=${BIS_BENCH_ONLY:-1 2 3 4 5 6 7 8}
+only=${BIS_BENCH_ONLY:-1 2 3 4 5 6 7 8 9}
 fsync=${BIS_BENCH_FSYNC:-on}
 stamp=$(date +%Y%m%d-%H%M%S)
 out=${BIS_BENCH_OUT:-/tmp/bis-bench-$stamp.tsv}
@@ -444,7 +445,7 @@ if want 4; then
     printf '%-6s %10s %10s %10s %10s %8s\n' '' 'restock s' 'drain s' 'total s' 'rows/s' batches
     declare -A total=()
     for v in bis peer; do
-        read -r rms dms nrows nbatches <<<"${drain[$v]}"
+        read -r rms dms nrows nbatches _ <<<"${drain[$v]}"
         check "$v rows drained" "$nrows" "$drain_n"
         total[$v]=$(calc %.3f "($rms + $dms) / 1000")
         rate=$(calc %.0f "$nrows / ${total[$v]}")
@@ -625,7 +626,7 @@ if want 8; then
         local v=$1 rms dms rows batches tb ib
         q -c "INSERT INTO ${subs8[$v]} (contact_id, sku) SELECT 'c' || c, 'L' || i
                 FROM generate_series(1, $sustain_skus) i, generate_series(1, $sustain_subs) c"
-        read -r rms dms rows batches < <(client drain "UPDATE ${inv8[$v]} SET quantity = 5 WHERE sku LIKE 'L%'" \
+        read -r rms dms rows batches _ < <(client drain "UPDATE ${inv8[$v]} SET quantity = 5 WHERE sku LIKE 'L%'" \
             "${claim8[$v]}" "${ack8[$v]}")
         check "$v rows drained in a cycle" "$rows" "$per"
         q -c "UPDATE ${inv8[$v]} SET quantity = 0 WHERE sku LIKE 'L%'" -c "${keep8[$v]}" >/dev/null
@@ -697,6 +698,67 @@ if want 8; then
     echo "(medians per cycle of $per notifications; MB: the tables with their indexes and TOAST after each cycle;"
     echo " warm and steady: autovacuum running; held: a REPEATABLE READ transaction open; after: it ended)"
     note "${line%;}"
+    figure_time
+fi
+
+# --- 9. the delivery rules at claim
+if want 9; then
+    fig_started=$SECONDS
+    rounds9=2
+    echo
+    echo "== 9. Claims with every delivery rule on against none: $drain_n pending notifications,"
+    echo "   claim 1000 + ack, each call its own transaction; the two alternate, $rounds9 rounds each"
+    reset_queue
+    q -c "INSERT INTO bis.subscriptions (contact_id, sku) SELECT 'c' || i, 'D$drain_n' FROM generate_series(1, $drain_n) i" \
+      -c "INSERT INTO bis.consents (contact_id, channel, granted, source)
+          SELECT 'c' || i, 'email', true, 'bench' FROM generate_series(1, $drain_n) i
+          ON CONFLICT DO NOTHING" \
+      -c "UPDATE bench.inventory SET quantity = 5 WHERE sku = 'D$drain_n'" \
+      -c "SELECT bis.expand(1000000)" \
+      -c "UPDATE bench.inventory SET quantity = 0 WHERE sku = 'D$drain_n'" >/dev/null
+    check "notifications pending" "$(val "SELECT count(*) FROM bis.notifications WHERE status = 'pending'")" "$drain_n"
+    # every rule on and evaluated, none binding: consent rows, quiet hours two
+    # hours ahead of the contacts' local time on every channel, a cap of 5 a
+    # day, send rates far above the drain, unsubscribe links signed
+    ahead=$(val "SELECT extract(hour FROM now() AT TIME ZONE 'Europe/Stockholm')::int")
+    quiet=$(printf '%02d:00-%02d:00' $(((ahead + 2) % 24)) $(((ahead + 3) % 24)))
+    rules9=("bis.max_per_contact_day = 5" "bis.quiet_hours = '$quiet'"
+            "bis.quiet_hours_channels = 'email,sms,push,webpush'" "bis.send_rate = '100000000/1h'"
+            "bis.item_send_rate = '100000000/1h'" "bis.unsubscribe_url = 'https://shop.example/u?t='"
+            "bis.unsubscribe_mailto = 'unsubscribe@shop.example'")
+    declare -A claim9=() drain9=()
+    for ((r = 0; r < rounds9; r++)); do
+        for v in none all; do
+            for g in "${rules9[@]}"; do
+                if [ $v = all ]; then q -c "ALTER DATABASE bench SET $g"; else q -c "ALTER DATABASE bench RESET ${g%% =*}"; fi
+            done
+            q -c "UPDATE bis.notifications SET status = 'pending', claimed_by = NULL, claimed_until = NULL,
+                                              sent_at = NULL, attempts = 0, available_at = now() - interval '1 s'" \
+              -c "TRUNCATE bis.send_windows" >/dev/null
+            maint bis.notifications, bis.consents, bis.contacts
+            read -r _ dms rows _ cms < <(client drain "SELECT 1" "SELECT * FROM bis.claim('w', 1000)" \
+                "SELECT bis.ack(\$1::bigint[], 'w')")
+            check "$v: rows handed out" "$rows" "$drain_n"
+            claim9[$v]+=" $cms"
+            drain9[$v]+=" $dms"
+        done
+    done
+    for g in "${rules9[@]}"; do q -c "ALTER DATABASE bench RESET ${g%% =*}"; done
+    check "rules held nothing" "$(val "SELECT count(*) FROM bis.notifications WHERE status_reason IS NOT NULL")" 0
+    printf '%-6s %14s %14s\n' rules 'claims ms' 'claims + acks ms'
+    declare -A m9=()
+    for v in none all; do
+        # shellcheck disable=SC2086
+        m9[$v]=$(median ${claim9[$v]})
+        # shellcheck disable=SC2086
+        printf '%-6s %14.0f %14.0f\n' $v "${m9[$v]}" "$(median ${drain9[$v]})"
+        tsv 9 "claims ms median" $v "${m9[$v]}" ms
+        # shellcheck disable=SC2086
+        tsv 9 "claims ms rounds" $v "$(echo ${claim9[$v]})" ms
+    done
+    tsv 9 "claims all vs none" bis "$(calc %.2f "${m9[all]} / ${m9[none]}")" ratio
+    echo "(rounds, claims ms: none${claim9[none]}; all${claim9[all]})"
+    note "9  claims of $drain_n with every delivery rule on $(calc %.0f "${m9[all]}") ms, none $(calc %.0f "${m9[none]}") ms: $(calc %.2f "${m9[all]} / ${m9[none]}")x"
     figure_time
 fi
 

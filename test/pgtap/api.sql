@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(94);
+SELECT plan(106);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -16,10 +16,15 @@ INSERT INTO api VALUES
   ('set_stock', '{text,integer,text,text}', 'integer', '{sku,quantity,locale,external_id}',
    'sku text, quantity integer, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text'),
   ('put_stock_levels', '{jsonb}', 'integer', '{levels}', 'levels jsonb'),
-  ('subscribe', '{text,text,text,text,text}', 'bigint', '{contact_id,sku,locale,external_id,channel}',
+  ('set_consent', '{text,text,boolean,text}', 'void', '{contact_id,channel,granted,source}',
+   'contact_id text, channel text, granted boolean, source text DEFAULT NULL::text'),
+  ('clear_address', '{text,text}', 'boolean', '{contact_id,channel}', 'contact_id text, channel text'),
+  ('subscribe', '{text,text,text,text,text,numeric}', 'bigint',
+   '{contact_id,sku,locale,external_id,channel,max_price}',
    'contact_id text, sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, '
-   'channel text DEFAULT ''email''::text'),
+   'channel text DEFAULT ''email''::text, max_price numeric DEFAULT NULL::numeric'),
   ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
+  ('unsubscribe_by_token', '{text}', 'integer', '{token}', 'token text'),
   ('contact_subscriptions', '{text}', 'setof bis.subscription_history', '{contact_id}', 'contact_id text'),
   ('track', '{regclass,name,name,name,name}', 'void',
    '{tbl,sku_column,quantity_column,locale_column,external_id_column}',
@@ -40,18 +45,20 @@ INSERT INTO api VALUES
   ('render', '{text,jsonb,boolean}', 'text', '{template,payload,html}',
    'template text, payload jsonb, html boolean DEFAULT false');
 
--- schema, tables, views, the claim's type (1 + 1 + 7 + 2 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 10 + 2 + 1)
 SELECT has_schema('bis');
-SELECT tables_are('bis', ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
-                               'restock_events', 'notifications', 'templates']);
+SELECT tables_are('bis', ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
+                               'restock_events', 'notifications', 'templates', 'send_windows',
+                               'signing_key']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
-  FROM unnest(ARRAY['items', 'contacts', 'stock_levels', 'subscriptions',
-                    'restock_events', 'notifications', 'templates']::name[]) t;
+  FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
+                    'restock_events', 'notifications', 'templates', 'send_windows',
+                    'signing_key']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
--- each public function: exists with these argument types, returns, argument names (17 x 3)
+-- each public function: exists with these argument types, returns, argument names (20 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -176,16 +183,28 @@ SELECT results_eq(
   $$SELECT name, boot_val, vartype, context FROM pg_settings WHERE name LIKE 'bis.%' ORDER BY name$$,
   $$VALUES ('bis.default_locale'::text, 'en'::text, 'string'::text, 'superuser'::text),
            ('bis.default_threshold', '1', 'integer', 'user'),
+           ('bis.default_time_zone', 'UTC', 'string', 'superuser'),
            ('bis.expand_chunk', '1000', 'integer', 'superuser'),
+           ('bis.frequency_cap_action', 'hold', 'enum', 'superuser'),
+           ('bis.item_send_rate', '', 'string', 'superuser'),
            ('bis.max_attempts', '8', 'integer', 'superuser'),
+           ('bis.max_per_contact_day', '0', 'integer', 'superuser'),
            ('bis.notification_ttl', '604800', 'integer', 'superuser'),
            ('bis.notify', 'on', 'bool', 'user'),
+           ('bis.quiet_hours', '', 'string', 'superuser'),
+           ('bis.quiet_hours_action', 'hold', 'enum', 'superuser'),
+           ('bis.quiet_hours_channels', 'sms,push', 'string', 'superuser'),
+           ('bis.restock_dwell', '', 'string', 'superuser'),
            ('bis.retention', '2592000', 'integer', 'superuser'),
            ('bis.retry_base_delay', '30', 'integer', 'superuser'),
            ('bis.retry_max_delay', '21600', 'integer', 'superuser'),
+           ('bis.send_rate', '', 'string', 'superuser'),
+           ('bis.subscription_ttl', '', 'string', 'superuser'),
+           ('bis.unsubscribe_mailto', '', 'string', 'superuser'),
+           ('bis.unsubscribe_url', '', 'string', 'superuser'),
            ('bis.wave_interval', '3600', 'integer', 'superuser'),
            ('bis.wave_per_unit', '0', 'integer', 'superuser')$$,
-  'the settings, their defaults, and who may set them: sessions the stock ones, superusers the queue''s');
+  'the settings, their defaults, and who may set them: sessions the stock ones, superusers the queue''s and the rules''');
 
 SELECT * FROM finish();
 ROLLBACK;

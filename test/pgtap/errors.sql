@@ -4,7 +4,7 @@
 -- Needs the extensions pgtap and bis already created, bis's tables empty (as after CREATE
 -- EXTENSION); changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(115);
+SELECT plan(132);
 
 -- fixtures: three items (T-5 with a threshold of its own), three contacts, a stock row at 2
 SELECT is(bis.upsert_items('[{"sku": "A-1", "title": "Jacket"}, {"sku": "T-5", "threshold": 5},
@@ -143,7 +143,41 @@ SELECT throws_ok($$SELECT bis.subscribe('c1', 'A-1', locale => '')$$,
   '22023', 'locale must not be an empty string', 'subscribe: empty locale');
 SELECT throws_ok($$SELECT bis.subscribe('c1', 'A-1', external_id => '')$$,
   '22023', 'external_id must not be an empty string', 'subscribe: empty external_id');
+SELECT throws_ok($$SELECT bis.subscribe('c1', 'A-1', max_price => -0.01)$$,
+  '22023', 'max_price must not be negative', 'subscribe: negative max_price');
 SELECT is_empty($$SELECT id FROM bis.subscriptions WHERE contact_id IN ('c1', 'nobody')$$, 'subscribe: the failed calls created nothing');
+
+-- consent and addresses
+SELECT throws_ok($$SELECT bis.set_consent('nobody', 'email', true)$$,
+  '23503', 'contact "nobody" does not exist', 'set_consent: unknown contact');
+SELECT throws_ok($$SELECT bis.set_consent(NULL, 'email', true)$$,
+  '22004', 'contact_id must not be null', 'set_consent: NULL contact');
+SELECT throws_ok($$SELECT bis.set_consent('c1', 'fax', true)$$,
+  '22023', 'unrecognized channel "fax"', 'set_consent: unknown channel');
+SELECT throws_ok($$SELECT bis.set_consent('c1', NULL, true)$$,
+  '22004', 'channel must not be null', 'set_consent: NULL channel');
+SELECT throws_ok($$SELECT bis.set_consent('c1', 'email', NULL)$$,
+  '22004', 'granted must not be null', 'set_consent: NULL granted');
+SELECT throws_ok($$SELECT bis.set_consent('c1', 'email', true, repeat('x', 201))$$,
+  '22001', 'source is too long', 'set_consent: source too long');
+SELECT lives_ok($$SELECT bis.set_consent('c3', 'sms', false, 'form')$$, 'set_consent: withdrawn');
+SELECT throws_ok($$SELECT bis.subscribe('c3', 'A-1', channel => 'sms')$$,
+  '22023', 'contact "c3" has no phone number', 'subscribe: no phone number comes first');
+SELECT lives_ok($$SELECT bis.upsert_contact('c3', phone => '+4670000003')$$, 'c3 gets a phone number');
+SELECT throws_ok($$SELECT bis.subscribe('c3', 'A-1', channel => 'sms')$$,
+  '55000', 'contact "c3" has withdrawn consent for channel "sms"', 'subscribe: consent withdrawn');
+SELECT throws_ok($$SELECT bis.clear_address('c3', 'webpush')$$,
+  '22023', 'bis keeps no address for channel "webpush"', 'clear_address: a channel without an address');
+SELECT throws_ok($$SELECT bis.clear_address('nobody', 'sms')$$,
+  '23503', 'contact "nobody" does not exist', 'clear_address: unknown contact');
+SELECT is(bis.clear_address('c3', 'sms'), true, 'clear_address: returns true when it cleared one');
+SELECT is(bis.clear_address('c3', 'sms'), false, 'clear_address: and false when there was none');
+
+-- unsubscribe tokens
+SELECT throws_ok($$SELECT bis.unsubscribe_by_token('AQAAAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAA')$$,
+  '22023', 'invalid unsubscribe token', 'unsubscribe_by_token: a token bis did not make');
+SELECT throws_ok($$SELECT bis.unsubscribe_by_token(NULL)$$,
+  '22004', 'token must not be null', 'unsubscribe_by_token: NULL');
 
 SELECT bis.subscribe('c1', 'A-1') AS first_id \gset
 SELECT is(bis.subscribe(contact_id => 'c1', sku => 'A-1'), :first_id::bigint, 'subscribe twice returns the same id');

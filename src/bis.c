@@ -146,9 +146,11 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	bis_rules_init();
+
+	/* after every setting is defined: what is left of "bis." is a typo */
 	MarkGUCPrefixReserved("bis");
 
-	bis_rules_init();
 	bis_trigger_init();
 	bis_restock_init();
 }

@@ -159,8 +159,15 @@ extern void rate_settle(RateBudget *budget);
 #define TOKEN_SCOPE_SUBSCRIPTION 's'	/* cancels the subscription */
 #define TOKEN_SCOPE_CHANNEL 'c'	/* also withdraws consent for the channel */
 
-extern void signing_key(uint8 *key);
-extern char *make_token(const uint8 *key, int64 notification_id, char scope);
+typedef struct Signer
+{
+	uint8		key[SIGNING_KEY_LEN];
+	struct pg_hmac_ctx *ctx;
+} Signer;
+
+extern void signer_begin(Signer *signer);
+extern void signer_end(Signer *signer);
+extern char *make_token(Signer *signer, int64 notification_id, char scope);
 
 /* trigger.c */
 extern void bis_trigger_init(void);

@@ -290,16 +290,16 @@ typedef struct Unsubscribe
 } Unsubscribe;
 
 static void
-unsubscribe_links(const uint8 *key, int64 id, bool email, Unsubscribe *u)
+unsubscribe_links(Signer *signer, int64 id, bool email, Unsubscribe *u)
 {
-	char	   *all_token = make_token(key, id, TOKEN_SCOPE_CHANNEL);
+	char	   *all_token = make_token(signer, id, TOKEN_SCOPE_CHANNEL);
 	StringInfoData header;
 
 	u->url = u->all_url = u->list_header = NULL;
 	if (bis_unsubscribe_url[0] != '\0')
 	{
 		u->url = psprintf("%s%s", bis_unsubscribe_url,
-						  make_token(key, id, TOKEN_SCOPE_SUBSCRIPTION));
+						  make_token(signer, id, TOKEN_SCOPE_SUBSCRIPTION));
 		u->all_url = psprintf("%s%s", bis_unsubscribe_url, all_token);
 	}
 	if (!email)
@@ -572,7 +572,7 @@ bis__hand_out(PG_FUNCTION_ARGS)
 	RateBudget	global;
 	bool		has_global = bis_send_rate.messages > 0;
 	bool		has_links = bis_unsubscribe_url[0] != '\0' || bis_unsubscribe_mailto[0] != '\0';
-	uint8		key[SIGNING_KEY_LEN];
+	Signer		signer;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID};
 	Datum		args[3];
@@ -624,7 +624,7 @@ bis__hand_out(PG_FUNCTION_ARGS)
 	if (items != NULL && hash_get_num_entries(items) == 0)
 		items = NULL;
 	if (nrows > 0 && has_links)
-		signing_key(key);
+		signer_begin(&signer);
 
 	w.n = 0;
 	w.ids = palloc(sizeof(Datum) * Max(nrows, 1));
@@ -682,7 +682,7 @@ bis__hand_out(PG_FUNCTION_ARGS)
 		locale_null = n[k];
 
 		if (has_links)
-			unsubscribe_links(key, DatumGetInt64(v[B_ID]), (channel & CHANNEL_EMAIL) != 0, &u);
+			unsubscribe_links(&signer, DatumGetInt64(v[B_ID]), (channel & CHANNEL_EMAIL) != 0, &u);
 		t = template_for(templates, v[B_KIND], v[B_CHANNEL], locale, locale_null, callcxt);
 		p = payload(v, n, address, address_null, locale, locale_null, &u);
 		memset(out_null, false, sizeof(out_null));
@@ -741,6 +741,8 @@ bis__hand_out(PG_FUNCTION_ARGS)
 		while ((ib = hash_seq_search(&seq)) != NULL)
 			rate_settle(&ib->budget);
 	}
+	if (nrows > 0 && has_links)
+		signer_end(&signer);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	AtEOXact_GUC(false, nestlevel);

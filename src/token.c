@@ -46,7 +46,7 @@ static SPIPlanPtr new_key_plan = NULL;
  * restored database keeps the key its dump had.  Caller is in SPI, as the
  * extension's owner.
  */
-void
+static void
 signing_key(uint8 *key)
 {
 	int			attempt;
@@ -89,24 +89,43 @@ signing_key(uint8 *key)
 	elog(ERROR, "could not read the signing key");
 }
 
-static void
-mac(const uint8 *key, const uint8 *body, uint8 *out)
+/*
+ * A signer: the key, and one HMAC context used for every token of a call
+ * (making a context is what a token would otherwise cost most)
+ */
+void
+signer_begin(Signer *signer)
 {
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	signing_key(signer->key);
+	signer->ctx = pg_hmac_create(PG_SHA256);
+	if (signer->ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+}
+
+void
+signer_end(Signer *signer)
+{
+	pg_hmac_free(signer->ctx);
+	signer->ctx = NULL;
+}
+
+static void
+mac(Signer *signer, const uint8 *body, uint8 *out)
+{
 	uint8		full[PG_SHA256_DIGEST_LENGTH];
 
-	if (ctx == NULL ||
-		pg_hmac_init(ctx, key, SIGNING_KEY_LEN) < 0 ||
-		pg_hmac_update(ctx, body, TOKEN_BODY_LEN) < 0 ||
-		pg_hmac_final(ctx, full, sizeof(full)) < 0)
-		elog(ERROR, "could not compute an HMAC: %s", pg_hmac_error(ctx));
-	pg_hmac_free(ctx);
+	if (pg_hmac_init(signer->ctx, signer->key, SIGNING_KEY_LEN) < 0 ||
+		pg_hmac_update(signer->ctx, body, TOKEN_BODY_LEN) < 0 ||
+		pg_hmac_final(signer->ctx, full, sizeof(full)) < 0)
+		elog(ERROR, "could not compute an HMAC: %s", pg_hmac_error(signer->ctx));
 	memcpy(out, full, TOKEN_MAC_LEN);
 }
 
 /* A token for a notification, palloc'd: base64url, without padding */
 char *
-make_token(const uint8 *key, int64 notification_id, char scope)
+make_token(Signer *signer, int64 notification_id, char scope)
 {
 	uint8		raw[TOKEN_LEN];
 	uint64		id = pg_hton64((uint64) notification_id);
@@ -117,7 +136,7 @@ make_token(const uint8 *key, int64 notification_id, char scope)
 	raw[0] = TOKEN_VERSION;
 	raw[1] = (uint8) scope;
 	memcpy(raw + 2, &id, sizeof(id));
-	mac(key, raw, raw + TOKEN_BODY_LEN);
+	mac(signer, raw, raw + TOKEN_BODY_LEN);
 	len = pg_b64_encode((const char *) raw, TOKEN_LEN, out, pg_b64_enc_len(TOKEN_LEN));
 	if (len < 0)
 		elog(ERROR, "could not encode a token");
@@ -145,7 +164,7 @@ bis__read_token(PG_FUNCTION_ARGS)
 	int			len = VARSIZE_ANY_EXHDR(t);
 	char		b64[64];
 	uint8		raw[64];
-	uint8		key[SIGNING_KEY_LEN];
+	Signer		signer;
 	uint8		expected[TOKEN_MAC_LEN];
 	uint64		id;
 	int			rawlen;
@@ -177,10 +196,11 @@ bis__read_token(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	signing_key(key);
+	signer_begin(&signer);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
-	mac(key, raw, expected);
+	mac(&signer, raw, expected);
+	signer_end(&signer);
 	if (timingsafe_bcmp(expected, raw + TOKEN_BODY_LEN, TOKEN_MAC_LEN) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

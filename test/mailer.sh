@@ -14,8 +14,8 @@
 #
 # Runs against an existing server (PGHOST, PGPORT, PGUSER from the
 # environment; a superuser, to set the queue's settings) in a database of its
-# own, dropped at the end.  The mailer is $BIS_MAILER, else ./bis-mailer of
-# the tree, else the one installed in pg_config --bindir.
+# own, dropped at the end.  The mailer is $BIS_MAILER, else src/mailer/bis-mailer
+# of the tree, else the one installed in pg_config --bindir.
 set -euo pipefail
 
 db=${BIS_MAILER_DB:-bis_mailer}
@@ -24,8 +24,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3             # Debian's, with python3-aiosmtpd
 if [ -n "${BIS_MAILER:-}" ]; then
     mailer=$BIS_MAILER
-elif [ -x "$root/bis-mailer" ]; then
-    mailer=$root/bis-mailer
+elif [ -x "$root/src/mailer/bis-mailer" ]; then
+    mailer=$root/src/mailer/bis-mailer
 else
     mailer=$(pg_config --bindir)/bis-mailer
 fi
@@ -104,7 +104,7 @@ rows_eq() { [ "$(rows "$1" "$2")" = "$3" ]; }
 hooks_ge() { [ "$(hooks_of "$1" | wc -l)" -ge "$2" ]; }
 idle_after_claim() {
     [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                 AND application_name = 'bis-mailer' AND state = 'idle' AND query LIKE '%bis.claim%'")" = 1 ]
+                 AND application_name = 'mailer-d' AND state = 'idle' AND query LIKE '%bis.claim%'")" = 1 ]
 }
 
 # the webhook calls, as JSON lines, for notifications of SKU $1
@@ -269,10 +269,10 @@ expect "b: SMTP down: both emails pending, attempts 1, last_error set" \
                  AND attempts = 1 AND last_error LIKE 'SMTP%'")" 2
 expect "b: webhook 404: dead, with the status and the answer in last_error" \
     "$(rows B-1 "address = '+46 70 400 0404' AND status = 'dead'
-                 AND last_error LIKE 'HTTP 404: {\"error\": \"test receiver answers 404\"}'")" 1
+                 AND last_error LIKE 'webhook HTTP 404: {\"error\": \"test receiver answers 404\"}'")" 1
 expect "b: webhook 503: pending, attempts 1" \
     "$(rows B-1 "address = '+46 70 500 0503' AND status = 'pending' AND attempts = 1
-                 AND last_error LIKE 'HTTP 503%'")" 1
+                 AND last_error LIKE 'webhook HTTP 503%'")" 1
 expect "b: webhook 404: called once, not retried" \
     "$(hooks_of B-1 | grep -c '"Idempotency-Key": "'"$(q -c "SELECT id FROM addressed
         WHERE address = '+46 70 400 0404'")"'"' || true)" 1
@@ -280,7 +280,7 @@ expect "b: an email row whose contact has no address never reaches the mailer: s
     "$(rows B-1 "channel = 'email' AND address IS NULL AND status = 'suppressed'
                  AND status_reason = 'no_address' AND attempts = 0 AND last_error IS NULL")" 1
 expect "b: log lines say retry or dead" \
-    "$(grep -c 'failed (email, attempt 1, will retry): SMTP' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, dead): HTTP 404' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, will retry): HTTP 503' "$work/b.log" || true)" 2/1/1
+    "$(grep -c 'failed (email, attempt 1, will retry): SMTP' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, dead): webhook HTTP 404' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, will retry): webhook HTTP 503' "$work/b.log" || true)" 2/1/1
 # an SMTP server that takes no message over 100 bytes: 552, permanent
 start_smtpd -s 100
 q -c "SELECT bis.set_stock('B-2', 5)" >/dev/null
@@ -347,7 +347,7 @@ elapsed=$(($(now_ms) - t0))
 expect "d: a restock wakes the waiting mailer (--poll 60): both rows sent within 2 s" \
     "$(rows D-1 "status = 'sent'") $([ "$elapsed" -le 2000 ] && echo fast || echo "slow: $elapsed ms")" "2 fast"
 q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-       WHERE datname = current_database() AND application_name = 'bis-mailer'" >/dev/null
+       WHERE datname = current_database() AND application_name = 'mailer-d'" >/dev/null
 sleep 0.2
 q -c "SELECT bis.set_stock('D-2', 5)" >/dev/null
 wait_for 10 rows_eq D-2 "status = 'sent'" 1 || true
@@ -376,7 +376,7 @@ expect "e: an unrecognized option: exit 2, with the hint" \
     "$rc $(grep -c 'Try "bis-mailer --help"' "$work/e.err")" "2 1"
 rc=0
 "$mailer" --dbname "dbname=$db" --webhook http://127.0.0.1:1/ --batch 0 >/dev/null 2>"$work/e.err" || rc=$?
-expect "e: --batch 0: exit 2" "$rc $(grep -c 'invalid value "0" for option --batch' "$work/e.err")" "2 1"
+expect "e: --batch 0: exit 2" "$rc $(grep -c -- '--batch must be in range 1..100000' "$work/e.err")" "2 1"
 rc=0
 "$mailer" --dbname "dbname=$db" >/dev/null 2>"$work/e.err" || rc=$?
 expect "e: no transport: exit 2" "$rc $(grep -c 'no transport given' "$work/e.err")" "2 1"

@@ -80,4 +80,4 @@ RESET bis.expand_chunk;
 RESET TimeZone;
 DROP TABLE claimed;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.contacts, bis.items RESTART IDENTITY;
+         bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

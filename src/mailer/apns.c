@@ -136,10 +136,18 @@ apns_send(const Message *m, const PushTarget *t, Delivery *d)
 		termPQExpBuffer(&h);
 
 		curl_easy_reset(handle);
-		/* HTTP/2 only: over TLS by ALPN, in clear (a test's loopback) by prior knowledge */
-		curl_easy_setopt(handle, CURLOPT_HTTP_VERSION,
-						 pg_strncasecmp(opt.apns_url, "https:", 6) == 0 ?
-						 (long) CURL_HTTP_VERSION_2TLS : (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+		/*
+		 * HTTP/2 only: over TLS by ALPN, the connection kept as Apple wants;
+		 * in clear (a test's loopback) by prior knowledge, a connection per
+		 * request, as libcurl 7.88 fails to reuse one
+		 */
+		if (pg_strncasecmp(opt.apns_url, "https:", 6) == 0)
+			curl_easy_setopt(handle, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+		else
+		{
+			curl_easy_setopt(handle, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+			curl_easy_setopt(handle, CURLOPT_FORBID_REUSE, 1L);
+		}
 		http_post(handle, url, headers, body.data, body.len, &a);
 		curl_slist_free_all(headers);
 		if (a.rc == CURLE_OK)

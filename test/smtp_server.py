@@ -24,11 +24,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, maildir, log):
+    def __init__(self, maildir, log, implicit_tls):
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(maildir, sub), exist_ok=True)
         self.maildir = mailbox.Maildir(maildir, create=False)
         self.log = log
+        self.implicit_tls = implicit_tls
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
@@ -36,7 +37,7 @@ class Handler:
             self.maildir.add(envelope.original_content or envelope.content)
             with open(self.log, "a") as f:
                 login = getattr(session, "test_login", None) if session.authenticated else None
-                f.write(json.dumps({"tls": session.ssl is not None, "auth": login,
+                f.write(json.dumps({"tls": self.implicit_tls or session.ssl is not None, "auth": login,
                                     "from": envelope.mail_from, "rcpt": envelope.rcpt_tos}) + "\n")
         return "250 Message accepted for delivery"
 
@@ -70,12 +71,13 @@ def main():
                 and data.password.decode() == password
             if ok:
                 session.test_login = user
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         kwargs["authenticator"] = authenticator
         kwargs["auth_required"] = True
-        kwargs["auth_require_tls"] = True
-    controller = Controller(Handler(a.maildir, a.log), hostname="127.0.0.1", port=a.port,
+        # over smtps the whole session is TLS, which aiosmtpd does not see
+        kwargs["auth_require_tls"] = not a.implicit_tls
+    controller = Controller(Handler(a.maildir, a.log, bool(a.implicit_tls)), hostname="127.0.0.1", port=a.port,
                             ssl_context=context(*a.implicit_tls) if a.implicit_tls else None,
                             **kwargs)
     controller.start()

@@ -361,7 +361,12 @@ process_batch(void)
 		else if (strcmp(status, "dead") == 0)
 			log_failure(m, &d, "dead");
 		else
-			log_failure(m, &d, psprintf("not recorded: it is %s, no longer this worker's", status));
+		{
+			char		what[64];
+
+			snprintf(what, sizeof(what), "not recorded: it is %s, no longer this worker's", status);
+			log_failure(m, &d, what);
+		}
 	}
 
 	/* the rows not delivered go back, now or once the database is there again */

@@ -39,6 +39,7 @@
 #define HEADER_WORD_MAX 900
 
 static CURL *smtp;
+static char *from_header;		/* "From: ...", made once from --from */
 
 /*
  * Whether an email address is one this mailer can put in an envelope and a
@@ -156,10 +157,7 @@ append_header_text(PQExpBuffer buf, const char *text)
 	}
 }
 
-/*
- * A header "Name: value" for libcurl's list, or NULL.  Subject, From and
- * List-Unsubscribe are the fields whose values come from outside this file.
- */
+/* a header line for libcurl's list: Subject, From and List-Unsubscribe are made safe first */
 static struct curl_slist *
 add_header(struct curl_slist *list, const char *header)
 {
@@ -278,7 +276,7 @@ email_init(void)
 			appendPQExpBufferStr(&hdr, opt.from_name);
 		appendPQExpBuffer(&hdr, " <%s>", opt.from_address);
 	}
-	opt.from = hdr.data;
+	from_header = hdr.data;
 
 	smtp = curl_easy_init();
 	if (smtp == NULL)
@@ -376,7 +374,7 @@ deliver_email(const Message *m, Delivery *d)
 	curl_easy_setopt(smtp, CURLOPT_MAIL_RCPT, rcpt);
 
 	/* the headers; libcurl copies each string */
-	headers = add_header(headers, opt.from);
+	headers = add_header(headers, from_header);
 	resetPQExpBuffer(&buf);
 	appendPQExpBuffer(&buf, "To: %s", m->address);
 	headers = add_header(headers, buf.data);

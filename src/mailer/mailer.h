@@ -125,7 +125,7 @@ typedef struct Options
 	char	   *smtp_password;	/* from BIS_SMTP_PASSWORD or the file */
 	char	   *smtp_password_file;
 	SmtpTls		smtp_tls;
-	char	   *from;			/* the From header's display name and address */
+	char	   *from;			/* --from as given */
 	char	   *from_name;		/* NULL if none */
 	char	   *from_address;
 	const char *from_domain;	/* for Message-IDs */

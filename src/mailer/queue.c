@@ -135,8 +135,8 @@ db_connect(char *errbuf, size_t errsize)
 	has_targets = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	has_unsubscribe = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	PQclear(res);
-	if (!has_claim || (!has_targets && (opt.serves[CHANNEL_PUSH] || opt.serves[CHANNEL_WEBPUSH]) &&
-					   !opt.webhook_channels[CHANNEL_PUSH] && !opt.webhook_channels[CHANNEL_WEBPUSH]))
+	/* the push transports need the push addresses of bis 0.6 */
+	if (!has_claim || (!has_targets && (opt.vapid_key || opt.fcm_credentials || opt.apns_key)))
 	{
 		snprintf(errbuf, errsize, "extension \"bis\" %s is not installed in database \"%s\"",
 				 has_claim ? "with push addresses (bis.push_targets)" : "(with bis.claim)", PQdb(c));
@@ -181,9 +181,9 @@ queue_claim(const bool *channels)
 {
 	char		batch[16];
 	char		lease[32];
+	static const bool none[NUM_CHANNELS] = {0};
 	char	   *chans = channels_literal(channels);
-	char	   *hook = channels_literal(opt.webhook != NULL ? opt.webhook_channels :
-										(bool[NUM_CHANNELS]) {0});
+	char	   *hook = channels_literal(opt.webhook != NULL ? opt.webhook_channels : none);
 	const char *params[5];
 	PGresult   *res;
 

@@ -7,11 +7,11 @@ OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/rend
 # the install script of the current version is built from sql/bis.sql
 DATA = sql/bis--$(EXTVERSION).sql $(filter-out sql/bis--$(EXTVERSION).sql, $(wildcard sql/bis--*.sql)) \
        bis--0.1.control
-EXTRA_CLEAN = sql/bis--$(EXTVERSION).sql bis-mailer
+EXTRA_CLEAN = sql/bis--$(EXTVERSION).sql
 PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track stock_levels errors render queue purge \
-          expansion waves message rules security upgrade
+          expansion waves message rules push security upgrade
 ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion wakeup thresholds_cache rules
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 
@@ -24,26 +24,26 @@ include $(PGXS)
 sql/bis--$(EXTVERSION).sql: sql/bis.sql
 	cp $< $@
 
-# bis-mailer, the reference mailer: a client program of its own (libpq and
-# libcurl), built with the extension and installed beside pg_config's programs
-MAILER_CFLAGS = -Wall -Wextra $(BIS_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags libcurl)
-MAILER_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq $(shell pkg-config --libs libcurl)
+# bis-mailer, the reference mailer: a client program with a PGXS Makefile of
+# its own in src/mailer, built and installed with the extension
+all: sql/bis--$(EXTVERSION).sql mailer
 
-all: sql/bis--$(EXTVERSION).sql bis-mailer
-
-bis-mailer: src/bis-mailer.c
-	$(CC) $(CFLAGS) $(MAILER_CFLAGS) -o $@ $< $(LDFLAGS) $(MAILER_LIBS)
+mailer:
+	$(MAKE) -C src/mailer PG_CONFIG='$(PG_CONFIG)' BIS_CFLAGS='$(BIS_CFLAGS)'
 
 install: install-mailer
 uninstall: uninstall-mailer
-.PHONY: install-mailer uninstall-mailer bench
+clean: clean-mailer
+.PHONY: mailer install-mailer uninstall-mailer clean-mailer bench
 
-install-mailer: bis-mailer
-	$(MKDIR_P) '$(DESTDIR)$(bindir)'
-	$(INSTALL_PROGRAM) bis-mailer '$(DESTDIR)$(bindir)/bis-mailer'
+install-mailer: mailer
+	$(MAKE) -C src/mailer PG_CONFIG='$(PG_CONFIG)' install
 
 uninstall-mailer:
-	rm -f '$(DESTDIR)$(bindir)/bis-mailer'
+	$(MAKE) -C src/mailer PG_CONFIG='$(PG_CONFIG)' uninstall
+
+clean-mailer:
+	$(MAKE) -C src/mailer PG_CONFIG='$(PG_CONFIG)' clean
 
 # the benchmark suite: bis against the PL/pgSQL peer, on a throwaway cluster
 # (BIS_BENCH_FULL=1 for the long sizes; see test/bench/run.sh)

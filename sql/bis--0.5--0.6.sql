@@ -1313,6 +1313,243 @@ END
 $$;
 COMMENT ON FUNCTION bis.purge(interval) IS 'Removes finished notifications (the history of the subscriptions they used), cancelled or expired subscriptions and restock events older than older_than (default: the setting bis.retention); returns how many of each';
 
+/*
+ * Push addresses: device tokens and web push subscriptions, for bis-mailer's push transports
+ */
+
+CREATE TABLE bis.push_tokens (
+    platform text NOT NULL CHECK (platform IN ('fcm', 'apns')),
+    token text NOT NULL,
+    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- a device's token is one contact's at a time: the one signed in on it
+    PRIMARY KEY (platform, token),
+    CONSTRAINT push_tokens_token_check CHECK (
+        (platform = 'fcm' AND token ~ '^[A-Za-z0-9_:.-]+$' AND length(token) <= 4096)
+        OR (platform = 'apns' AND token ~ '^([0-9a-f]{2}){32,100}$'))
+);
+CREATE INDEX push_tokens_contact_idx ON bis.push_tokens (contact_id);
+
+COMMENT ON TABLE bis.push_tokens IS 'Device tokens of the push channel: a notification goes to every token of its contact';
+COMMENT ON COLUMN bis.push_tokens.platform IS 'fcm (Firebase Cloud Messaging) or apns (Apple Push Notification service)';
+COMMENT ON COLUMN bis.push_tokens.token IS 'The registration token (fcm) or device token in hexadecimal (apns) the app got on the device';
+COMMENT ON COLUMN bis.push_tokens.contact_id IS 'The contact signed in on the device';
+COMMENT ON COLUMN bis.push_tokens.created_at IS 'When the token was added for this contact';
+
+CREATE TABLE bis.webpush_subscriptions (
+    endpoint text PRIMARY KEY,
+    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    p256dh text NOT NULL,
+    auth text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT webpush_subscriptions_limits_check CHECK (length(endpoint) <= 2048
+                                                         AND length(p256dh) <= 100 AND length(auth) <= 100)
+);
+CREATE INDEX webpush_subscriptions_contact_idx ON bis.webpush_subscriptions (contact_id);
+
+COMMENT ON TABLE bis.webpush_subscriptions IS 'Browser push subscriptions of the webpush channel: a notification goes to every subscription of its contact';
+COMMENT ON COLUMN bis.webpush_subscriptions.endpoint IS 'The push service URL of the subscription (PushSubscription.endpoint)';
+COMMENT ON COLUMN bis.webpush_subscriptions.contact_id IS 'The contact whose browser subscribed';
+COMMENT ON COLUMN bis.webpush_subscriptions.p256dh IS 'The browser''s P-256 public key, base64url (keys.p256dh)';
+COMMENT ON COLUMN bis.webpush_subscriptions.auth IS 'The browser''s authentication secret, base64url (keys.auth)';
+COMMENT ON COLUMN bis.webpush_subscriptions.created_at IS 'When the subscription was added for this contact';
+
+CREATE FUNCTION bis._base64url(value text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN value ~ '^[A-Za-z0-9_-]+={0,2}$' AND length(rtrim(value, '=')) % 4 <> 1
+                THEN decode(rpad(translate(rtrim(value, '='), '-_', '+/'),
+                                 (length(rtrim(value, '=')) + 3) / 4 * 4, '='), 'base64') END;
+$$;
+COMMENT ON FUNCTION bis._base64url(text) IS 'The bytes of a base64url text (RFC 4648, padded or not), or NULL if it is not one';
+
+CREATE FUNCTION bis._check_push_contact(contact_id text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF contact_id IS NULL THEN
+        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT FROM bis.contacts c WHERE c.contact_id = _check_push_contact.contact_id) THEN
+        RAISE EXCEPTION 'contact "%" does not exist', left(contact_id, 255)
+            USING ERRCODE = 'foreign_key_violation',
+            HINT = format('Create it first with bis.upsert_contact(%L).', left(contact_id, 255));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_push_contact(text) IS 'Raises an error for a NULL contact id or one that no contact has';
+
+CREATE FUNCTION bis._push_token(platform text, token text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF platform IS NULL OR platform NOT IN ('fcm', 'apns') THEN
+        RAISE EXCEPTION 'unrecognized push platform "%"', left(platform, 100)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The push platforms are fcm (Firebase Cloud Messaging) and apns (Apple Push Notification service).';
+    END IF;
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF platform = 'fcm' AND (token !~ '^[A-Za-z0-9_:.-]+$' OR length(token) > 4096) THEN
+        RAISE EXCEPTION 'invalid FCM registration token' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'An FCM registration token has 1 to 4096 letters, digits, colons, periods, hyphens or underscores.';
+    END IF;
+    IF platform = 'apns' AND token !~ '^([0-9A-Fa-f]{2}){32,100}$' THEN
+        RAISE EXCEPTION 'invalid APNs device token' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'An APNs device token is hexadecimal, 64 to 200 digits.',
+            HINT = 'Pass the token the app got from registerForRemoteNotifications, in hexadecimal.';
+    END IF;
+    -- APNs tokens are hexadecimal bytes: one spelling, so that one device is one row
+    RETURN CASE platform WHEN 'apns' THEN lower(token) ELSE token END;
+END
+$$;
+COMMENT ON FUNCTION bis._push_token(text, text) IS 'The token as bis.push_tokens stores it, or an error for an unrecognized platform or a malformed token';
+
+CREATE FUNCTION bis.add_push_token(contact_id text, platform text, token text) RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    stored text := bis._push_token(add_push_token.platform, add_push_token.token);
+    added boolean;
+BEGIN
+    PERFORM bis._check_push_contact(add_push_token.contact_id);
+    -- a token already another contact's moves: the device now has this one signed in
+    INSERT INTO bis.push_tokens AS t (platform, token, contact_id)
+    VALUES (add_push_token.platform, stored, add_push_token.contact_id)
+    ON CONFLICT ON CONSTRAINT push_tokens_pkey DO UPDATE
+        SET contact_id = excluded.contact_id, created_at = now()
+        WHERE t.contact_id <> excluded.contact_id
+    RETURNING true INTO added;
+    RETURN coalesce(added, false);
+END
+$$;
+COMMENT ON FUNCTION bis.add_push_token(text, text, text) IS 'Adds a device token (platform fcm or apns) to a contact, taking it from any other contact; returns false if the contact had it already';
+
+CREATE FUNCTION bis.remove_push_token(contact_id text, platform text, token text) RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    stored text := bis._push_token(remove_push_token.platform, remove_push_token.token);
+BEGIN
+    DELETE FROM bis.push_tokens t
+     WHERE t.platform = remove_push_token.platform AND t.token = stored
+       AND t.contact_id = remove_push_token.contact_id;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION bis.remove_push_token(text, text, text) IS 'Removes a contact''s device token, as an app does on sign-out and bis-mailer when the provider says it is gone; returns false if the contact did not have it';
+
+CREATE FUNCTION bis.add_webpush_subscription(contact_id text, subscription jsonb) RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    endpoint text;
+    p256dh text;
+    auth text;
+    key bytea;
+    added boolean;
+BEGIN
+    PERFORM bis._check_push_contact(add_webpush_subscription.contact_id);
+    IF subscription IS NULL THEN
+        RAISE EXCEPTION 'subscription must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_typeof(subscription) <> 'object'
+       OR jsonb_typeof(subscription -> 'endpoint') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(subscription -> 'keys') IS DISTINCT FROM 'object'
+       OR jsonb_typeof(subscription #> '{keys,p256dh}') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(subscription #> '{keys,auth}') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'invalid web push subscription' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A subscription is a JSON object with the string "endpoint" and the object "keys" of the strings "p256dh" and "auth".',
+            HINT = 'Pass the browser''s PushSubscription as JSON: JSON.stringify(subscription).';
+    END IF;
+    endpoint := subscription ->> 'endpoint';
+    p256dh := subscription #>> '{keys,p256dh}';
+    auth := subscription #>> '{keys,auth}';
+    -- plain http only to this machine: a test's push service on loopback
+    IF length(endpoint) > 2048
+       OR endpoint !~ '^(https://[^/?#@[:space:][:cntrl:]]+|http://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?)([/?#][^[:space:][:cntrl:]]*)?$' THEN
+        RAISE EXCEPTION 'invalid web push endpoint "%"', left(endpoint, 100)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'An endpoint is an https URL of at most 2048 characters, without spaces.';
+    END IF;
+    key := bis._base64url(p256dh);
+    IF key IS NULL OR length(key) <> 65 OR get_byte(key, 0) <> 4 THEN
+        RAISE EXCEPTION 'invalid web push key "keys.p256dh"' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'keys.p256dh is an uncompressed P-256 public key in base64url: 65 bytes, the first 0x04.';
+    END IF;
+    key := bis._base64url(auth);
+    IF key IS NULL OR length(key) <> 16 THEN
+        RAISE EXCEPTION 'invalid web push secret "keys.auth"' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'keys.auth is an authentication secret in base64url: 16 bytes.';
+    END IF;
+
+    INSERT INTO bis.webpush_subscriptions AS w (endpoint, contact_id, p256dh, auth)
+    VALUES (endpoint, add_webpush_subscription.contact_id, p256dh, auth)
+    ON CONFLICT ON CONSTRAINT webpush_subscriptions_pkey DO UPDATE
+        SET contact_id = excluded.contact_id, p256dh = excluded.p256dh, auth = excluded.auth,
+            created_at = now()
+        WHERE (w.contact_id, w.p256dh, w.auth) IS DISTINCT FROM (excluded.contact_id, excluded.p256dh, excluded.auth)
+    RETURNING true INTO added;
+    RETURN coalesce(added, false);
+END
+$$;
+COMMENT ON FUNCTION bis.add_webpush_subscription(text, jsonb) IS 'Adds a browser''s push subscription (PushSubscription as JSON: endpoint, keys.p256dh, keys.auth) to a contact, replacing one with the same endpoint; returns false if the contact had it already';
+
+CREATE FUNCTION bis.remove_webpush_subscription(contact_id text, endpoint text) RETURNS boolean
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH removed AS (
+        DELETE FROM bis.webpush_subscriptions w
+         WHERE w.endpoint = remove_webpush_subscription.endpoint
+           AND w.contact_id = remove_webpush_subscription.contact_id
+        RETURNING 1)
+    SELECT count(*) > 0 FROM removed;
+$$;
+COMMENT ON FUNCTION bis.remove_webpush_subscription(text, text) IS 'Removes a contact''s web push subscription by its endpoint, as bis-mailer does when the push service says it is gone; returns false if the contact did not have it';
+
+CREATE FUNCTION bis.push_targets(ids bigint[], worker text)
+    RETURNS TABLE (notification_id bigint, contact_id text, platform text, token text,
+                   p256dh text, auth text)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM bis._check_worker(worker, true);
+    -- only rows this worker holds: a mailer learns no address it has no message for
+    RETURN QUERY
+    SELECT n.id, n.contact_id, t.platform, t.token, NULL::text, NULL::text
+      FROM bis.notifications n
+      JOIN bis.push_tokens t ON t.contact_id = n.contact_id
+     WHERE n.id = ANY (push_targets.ids) AND n.channel = 'push'
+       AND n.status = 'claimed' AND n.claimed_by = push_targets.worker
+    UNION ALL
+    SELECT n.id, n.contact_id, 'webpush', w.endpoint, w.p256dh, w.auth
+      FROM bis.notifications n
+      JOIN bis.webpush_subscriptions w ON w.contact_id = n.contact_id
+     WHERE n.id = ANY (push_targets.ids) AND n.channel = 'webpush'
+       AND n.status = 'claimed' AND n.claimed_by = push_targets.worker
+     ORDER BY 1, 3, 4;
+END
+$$;
+COMMENT ON FUNCTION bis.push_targets(bigint[], text) IS 'The device tokens (push) and web push subscriptions (webpush) of the notifications among ids that worker holds, by notification id';
+
+-- pg_dump keeps the addresses, as it keeps the contacts
+SELECT pg_catalog.pg_extension_config_dump('bis.push_tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.webpush_subscriptions', '');
+
 COMMENT ON FUNCTION bis.render(text, jsonb, boolean) IS 'Fills the {{path}}, {{path|fallback}} and {{url:path}} placeholders of a template from a payload; with html, values are HTML-escaped; url: renders only http and https addresses';
 
 /*

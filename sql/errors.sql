@@ -88,4 +88,4 @@ UPDATE inv SET code = 3;
 DROP VIEW inv_view;
 DROP TABLE inv;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

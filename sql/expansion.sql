@@ -70,4 +70,4 @@ DROP VIEW used;
 DROP FUNCTION resubscribe();
 RESET bis.expand_chunk;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

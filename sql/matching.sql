@@ -75,4 +75,4 @@ SELECT sku, matched, enqueued, held_back FROM bis.restock_events ORDER BY id;
 DROP VIEW fired;
 DROP FUNCTION voyado_subscriptions();
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

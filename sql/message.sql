@@ -10,6 +10,7 @@ SELECT bis.upsert_contact('p1', email => 'p1@example.com', phone => '+4670000000
                           locale => 'sv-SE', time_zone => 'Europe/Stockholm', first_name => 'Pia');
 SELECT bis.upsert_contact('p2', phone => '+46700000002');
 SELECT bis.upsert_contact('p3', email => 'p3@example.com', locale => 'de-DE');
+SELECT bis.add_push_token('p3', 'fcm', 'p3-phone');
 SELECT bis.upsert_contact('p4', email => 'p4@example.com');
 SELECT count(*) FROM (VALUES
     (bis.subscribe('p1', 'P-1')),
@@ -69,15 +70,17 @@ UPDATE bis.notifications SET status = 'pending', sent_at = NULL WHERE id = 1;
 SELECT bis.upsert_contact('p1', first_name => 'Pernilla');
 SELECT id, body LIKE 'Hi Pernilla,%' AS greets_by_current_name FROM bis.claim('m2');
 
--- a contact whose address for the channel is gone is never handed to a mailer: the
--- notification is suppressed, says why, and the claim does not count as an attempt
-UPDATE bis.notifications SET status = 'pending', sent_at = NULL WHERE id IN (2, 4);
+-- a contact whose address for the channel is gone (a phone number, the last device
+-- for push) is never handed to a mailer: the notification is suppressed, says why,
+-- and the claim does not count as an attempt
+UPDATE bis.notifications SET status = 'pending', sent_at = NULL WHERE id IN (2, 3, 4);
 UPDATE bis.contacts SET phone = NULL WHERE contact_id = 'p2';
+SELECT bis.remove_push_token('p3', 'fcm', 'p3-phone');
 SELECT id, channel FROM bis.claim('m3');
-SELECT id, status, status_reason, attempts, claimed_by FROM bis.notifications WHERE id IN (2, 4) ORDER BY id;
+SELECT id, status, status_reason, attempts, claimed_by FROM bis.notifications WHERE id IN (2, 3, 4) ORDER BY id;
 
 RESET bis.expand_chunk;
 RESET TimeZone;
 DROP TABLE claimed;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

@@ -36,4 +36,4 @@ SELECT id, status, created_at < now() - interval '30 days' AS old FROM bis.notif
 SELECT * FROM bis.purge('-1 day');
 
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

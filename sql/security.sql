@@ -161,4 +161,4 @@ DROP ROLE regress_bis_owner;
 DROP ROLE regress_bis_mailer;
 DROP ROLE regress_bis_stranger;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

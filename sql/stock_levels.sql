@@ -47,4 +47,4 @@ SELECT bis.untrack('bis.stock_levels');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'bis.stock_levels'::regclass;
 
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

@@ -43,4 +43,4 @@ DELETE FROM bis.contacts WHERE contact_id = 'ann';
 SELECT count(*) AS subscriptions_left FROM bis.subscriptions;
 
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

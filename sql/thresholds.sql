@@ -81,4 +81,4 @@ SELECT count(*) AS events_after_rollback FROM bis.restock_events WHERE id > 6;
 
 DROP VIEW events;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

@@ -104,4 +104,4 @@ DROP TABLE regional_stock;
 DROP TABLE shop_inventory;
 DROP ROLE regress_bis_clerk;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

@@ -85,4 +85,4 @@ DROP FUNCTION make_due();
 DROP FUNCTION resubscribe();
 RESET bis.wave_interval;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.contacts, bis.items RESTART IDENTITY;
+         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items RESTART IDENTITY;

@@ -11,8 +11,9 @@
  * the contact's others, and the signed unsubscribe links (token.c).
  *
  * Each notification must pass the delivery rules first (rules.c): one whose
- * contact withdrew consent for its channel, or has no address for it, is
- * suppressed; one in the contact's quiet hours, over its frequency cap or
+ * contact withdrew consent for its channel, or has no address for it (an
+ * email address, a phone number, a device for push or a browser for web
+ * push), is suppressed; one in the contact's quiet hours, over its frequency cap or
  * over a send rate is held until the rule allows it (or suppressed, where a
  * setting says drop).  Either way it is not handed out, does not count as an
  * attempt, and its status_reason names the rule.
@@ -50,7 +51,13 @@
 "       n.contact_id, n.sku, n.attempts, n.claimed_until,"									\
 "       c.email, c.phone, c.locale, c.first_name, c.time_zone,"								\
 "       i.title, i.url, i.image_url, i.price, i.compare_at_price, i.currency, i.category,"	\
-"       i.attributes, i.send_rate, e.new_quantity, e.locale, e.external_id, k.granted, "		\
+"       i.attributes, i.send_rate, e.new_quantity, e.locale, e.external_id, k.granted,"		\
+"       CASE n.channel"																	\
+"           WHEN 'push' THEN EXISTS (SELECT FROM bis.push_tokens p"						\
+"                                     WHERE p.contact_id OPERATOR(pg_catalog.=) n.contact_id)"	\
+"           WHEN 'webpush' THEN EXISTS (SELECT FROM bis.webpush_subscriptions w"			\
+"                                        WHERE w.contact_id OPERATOR(pg_catalog.=) n.contact_id)"	\
+"           ELSE true END, "																\
 		EARLIER																				\
 "  FROM bis.notifications n"																\
 "  LEFT JOIN bis.contacts c ON c.contact_id OPERATOR(pg_catalog.=) n.contact_id"			\
@@ -81,7 +88,7 @@ enum
 	B_EMAIL, B_PHONE, B_CONTACT_LOCALE, B_FIRST_NAME, B_TIME_ZONE,
 	B_TITLE, B_URL, B_IMAGE_URL, B_PRICE, B_COMPARE_AT_PRICE, B_CURRENCY, B_CATEGORY,
 	B_ATTRIBUTES, B_SEND_RATE, B_QUANTITY, B_STOCK_LOCALE, B_STOCK_EXTERNAL_ID, B_CONSENT,
-	B_EARLIER_TODAY,
+	B_HAS_DEVICE, B_EARLIER_TODAY,
 	B_NCOLUMNS
 };
 
@@ -484,7 +491,8 @@ rule_for(const Datum *v, const bool *n, int channel, TimestampTz now, HTAB *cont
 	*action = RULE_DROP;
 	if (!n[B_CONSENT] && !DatumGetBool(v[B_CONSENT]))
 		return "no_consent";
-	if (((channel & CHANNEL_EMAIL) && n[B_EMAIL]) || ((channel & CHANNEL_SMS) && n[B_PHONE]))
+	if (((channel & CHANNEL_EMAIL) && n[B_EMAIL]) || ((channel & CHANNEL_SMS) && n[B_PHONE]) ||
+		!DatumGetBool(v[B_HAS_DEVICE]))
 		return "no_address";
 
 	if (bis_quiet_hours.from_minute >= 0 && (channel & bis_quiet_hours_channels))

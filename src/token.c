@@ -123,21 +123,18 @@ mac(Signer *signer, const uint8 *body, uint8 *out)
 	memcpy(out, full, TOKEN_MAC_LEN);
 }
 
-/* A token for a notification, palloc'd: base64url, without padding */
-char *
-make_token(Signer *signer, int64 notification_id, char scope)
+/*
+ * A token's text: base64url without padding, NUL-terminated, into out[]
+ * of TOKEN_TEXT_MAX bytes; returns its length
+ */
+#define TOKEN_TEXT_MAX 64
+
+static int
+encode(const uint8 *raw, char *out)
 {
-	uint8		raw[TOKEN_LEN];
-	uint64		id = pg_hton64((uint64) notification_id);
-	char	   *out = palloc(pg_b64_enc_len(TOKEN_LEN) + 1);
-	int			len;
+	int			len = pg_b64_encode((const char *) raw, TOKEN_LEN, out, TOKEN_TEXT_MAX - 1);
 	int			i;
 
-	raw[0] = TOKEN_VERSION;
-	raw[1] = (uint8) scope;
-	memcpy(raw + 2, &id, sizeof(id));
-	mac(signer, raw, raw + TOKEN_BODY_LEN);
-	len = pg_b64_encode((const char *) raw, TOKEN_LEN, out, pg_b64_enc_len(TOKEN_LEN));
 	if (len < 0)
 		elog(ERROR, "could not encode a token");
 	while (len > 0 && out[len - 1] == '=')
@@ -145,7 +142,37 @@ make_token(Signer *signer, int64 notification_id, char scope)
 	out[len] = '\0';
 	for (i = 0; i < len; i++)
 		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+	return len;
+}
+
+/* A token for a notification, palloc'd */
+char *
+make_token(Signer *signer, int64 notification_id, char scope)
+{
+	uint8		raw[TOKEN_LEN];
+	uint64		id = pg_hton64((uint64) notification_id);
+	char	   *out = palloc(TOKEN_TEXT_MAX);
+
+	raw[0] = TOKEN_VERSION;
+	raw[1] = (uint8) scope;
+	memcpy(raw + 2, &id, sizeof(id));
+	mac(signer, raw, raw + TOKEN_BODY_LEN);
+	encode(raw, out);
 	return out;
+}
+
+/*
+ * Whether a token's text is the one encoding of raw that make_token()
+ * writes: its last character carries bits that decoding ignores, and a
+ * token that differs from a real one there is not one bis made
+ */
+static bool
+canonical(const uint8 *raw, text *t)
+{
+	char		encoded[TOKEN_TEXT_MAX];
+	int			len = encode(raw, encoded);
+
+	return len == (int) VARSIZE_ANY_EXHDR(t) && memcmp(encoded, VARDATA_ANY(t), len) == 0;
 }
 
 /*
@@ -188,7 +215,9 @@ bis__read_token(PG_FUNCTION_ARGS)
 		if (pg_b64_dec_len(len) <= (int) sizeof(raw))
 			rawlen = pg_b64_decode(b64, len, (char *) raw, sizeof(raw));
 	}
-	if (rawlen != TOKEN_LEN || raw[0] != TOKEN_VERSION || (raw[1] != TOKEN_SCOPE_SUBSCRIPTION && raw[1] != TOKEN_SCOPE_CHANNEL))
+	if (rawlen != TOKEN_LEN || raw[0] != TOKEN_VERSION ||
+		(raw[1] != TOKEN_SCOPE_SUBSCRIPTION && raw[1] != TOKEN_SCOPE_CHANNEL) ||
+		!canonical(raw, t))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid unsubscribe token"),

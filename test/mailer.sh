@@ -10,12 +10,26 @@
 #      lease runs out, then a second mailer delivers them (at least once);
 #   d. the daemon: woken by NOTIFY, reconnects when its connection is killed,
 #      and on SIGTERM finishes the row in hand, releases the rest, exits 0;
-#   e. exit statuses: 2 for a bad option, 1 for an unreachable database.
+#   e. exit statuses: 2 for a bad option, 1 for an unreachable database;
+#   f. SMTP over TLS: STARTTLS with a login and a CA given by --cacert, the
+#      password from a file or BIS_SMTP_PASSWORD and never in ps, smtps://;
+#   g. TLS or a login the mailer cannot give (530, a certificate that does not
+#      verify, a refused password): rows stay pending, no attempt counted;
+#   h. headers no subject can break: CR/LF and non-ASCII, folded lines; the
+#      unsubscribe headers, and the token they carry used to unsubscribe (a
+#      forged one refused);
+#   i. mailers per channel: an email-only and an sms-only mailer side by side;
+#   j. a configuration file, the command line winning, JSON and text logs;
+#   k. push: Web Push, FCM and APNs against receivers on loopback that check
+#      signatures and decrypt payloads; tokens that are gone are removed,
+#      busy answers retried;
+#   l. operable: application_name, Prometheus metrics scraped after a
+#      delivery, --version, the systemd unit checked by systemd-analyze.
 #
 # Runs against an existing server (PGHOST, PGPORT, PGUSER from the
 # environment; a superuser, to set the queue's settings) in a database of its
-# own, dropped at the end.  The mailer is $BIS_MAILER, else ./bis-mailer of
-# the tree, else the one installed in pg_config --bindir.
+# own, dropped at the end.  The mailer is $BIS_MAILER, else src/mailer/bis-mailer
+# of the tree, else the one installed in pg_config --bindir.
 set -euo pipefail
 
 db=${BIS_MAILER_DB:-bis_mailer}
@@ -24,8 +38,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=/usr/bin/python3             # Debian's, with python3-aiosmtpd
 if [ -n "${BIS_MAILER:-}" ]; then
     mailer=$BIS_MAILER
-elif [ -x "$root/bis-mailer" ]; then
-    mailer=$root/bis-mailer
+elif [ -x "$root/src/mailer/bis-mailer" ]; then
+    mailer=$root/src/mailer/bis-mailer
 else
     mailer=$(pg_config --bindir)/bis-mailer
 fi
@@ -104,7 +118,7 @@ rows_eq() { [ "$(rows "$1" "$2")" = "$3" ]; }
 hooks_ge() { [ "$(hooks_of "$1" | wc -l)" -ge "$2" ]; }
 idle_after_claim() {
     [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                 AND application_name = 'bis-mailer' AND state = 'idle' AND query LIKE '%bis.claim%'")" = 1 ]
+                 AND application_name = 'mailer-d' AND state = 'idle' AND query LIKE '%bis.claim%'")" = 1 ]
 }
 
 # the webhook calls, as JSON lines, for notifications of SKU $1
@@ -179,6 +193,31 @@ SELECT bis.subscribe('d1', 'D-1'), bis.subscribe('d2', 'D-1', channel => 'sms'),
        bis.subscribe('d2', 'D-2', channel => 'sms');
 SELECT bis.upsert_contact('d3' || i, phone => '+46 70 430 000' || i) FROM generate_series(1, 4) i;
 SELECT bis.subscribe('d3' || i, 'D-3', channel => 'sms') FROM generate_series(1, 4) i;
+-- f: three emails over STARTTLS, one from the daemon, one over smtps
+SELECT bis.upsert_items('[{"sku": "F-1", "title": "Trail shoe"}, {"sku": "F-2", "title": "Trail sock"},
+                          {"sku": "F-3", "title": "Trail cap"}]');
+SELECT bis.upsert_contact('f' || i, email => 'f' || i || '@example.com') FROM generate_series(1, 5) i;
+SELECT bis.subscribe('f' || i, 'F-1') FROM generate_series(1, 3) i;
+SELECT bis.subscribe('f4', 'F-2'), bis.subscribe('f5', 'F-3');
+-- g: one email that each misconfigured mailer fails to send
+SELECT bis.upsert_items('[{"sku": "G-1", "title": "Gaiters"}]');
+SELECT bis.upsert_contact('g1', email => 'g1@example.com');
+SELECT bis.subscribe('g1', 'G-1');
+-- h: a title that tries to add a header, with non-ASCII text long enough to fold
+SELECT bis.upsert_items(jsonb_build_array(jsonb_build_object('sku', 'H-1', 'title',
+    E'Parka\r\nBcc: intruder@evil.example\r\n\r\nInjected body – Ålesund edition, ' || repeat('très chaud ', 12))));
+SELECT bis.upsert_contact('h1', email => 'h1@example.com');
+SELECT bis.subscribe('h1', 'H-1');
+-- i: two emails and two SMS
+SELECT bis.upsert_items('[{"sku": "I-1", "title": "Ice axe"}]');
+SELECT bis.upsert_contact('i' || i, email => 'i' || i || '@example.com') FROM generate_series(1, 2) i;
+SELECT bis.upsert_contact('is' || i, phone => '+46 70 900 000' || i) FROM generate_series(1, 2) i;
+SELECT bis.subscribe('i' || i, 'I-1') FROM generate_series(1, 2) i;
+SELECT bis.subscribe('is' || i, 'I-1', channel => 'sms') FROM generate_series(1, 2) i;
+-- j, l: one email each
+SELECT bis.upsert_items('[{"sku": "J-1", "title": "Jacket"}, {"sku": "L-1", "title": "Lantern"}]');
+SELECT bis.upsert_contact('j1', email => 'j1@example.com'), bis.upsert_contact('l1', email => 'l1@example.com');
+SELECT bis.subscribe('j1', 'J-1'), bis.subscribe('l1', 'L-1');
 SELECT bis.set_stock(sku, 0) FROM bis.items;
 SQL
 
@@ -269,10 +308,10 @@ expect "b: SMTP down: both emails pending, attempts 1, last_error set" \
                  AND attempts = 1 AND last_error LIKE 'SMTP%'")" 2
 expect "b: webhook 404: dead, with the status and the answer in last_error" \
     "$(rows B-1 "address = '+46 70 400 0404' AND status = 'dead'
-                 AND last_error LIKE 'HTTP 404: {\"error\": \"test receiver answers 404\"}'")" 1
+                 AND last_error LIKE 'webhook HTTP 404: {\"error\": \"test receiver answers 404\"}'")" 1
 expect "b: webhook 503: pending, attempts 1" \
     "$(rows B-1 "address = '+46 70 500 0503' AND status = 'pending' AND attempts = 1
-                 AND last_error LIKE 'HTTP 503%'")" 1
+                 AND last_error LIKE 'webhook HTTP 503%'")" 1
 expect "b: webhook 404: called once, not retried" \
     "$(hooks_of B-1 | grep -c '"Idempotency-Key": "'"$(q -c "SELECT id FROM addressed
         WHERE address = '+46 70 400 0404'")"'"' || true)" 1
@@ -280,7 +319,7 @@ expect "b: an email row whose contact has no address never reaches the mailer: s
     "$(rows B-1 "channel = 'email' AND address IS NULL AND status = 'suppressed'
                  AND status_reason = 'no_address' AND attempts = 0 AND last_error IS NULL")" 1
 expect "b: log lines say retry or dead" \
-    "$(grep -c 'failed (email, attempt 1, will retry): SMTP' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, dead): HTTP 404' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, will retry): HTTP 503' "$work/b.log" || true)" 2/1/1
+    "$(grep -c 'failed (email, attempt 1, will retry): SMTP' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, dead): webhook HTTP 404' "$work/b.log" || true)/$(grep -c 'failed (sms, attempt 1, will retry): webhook HTTP 503' "$work/b.log" || true)" 2/1/1
 # an SMTP server that takes no message over 100 bytes: 552, permanent
 start_smtpd -s 100
 q -c "SELECT bis.set_stock('B-2', 5)" >/dev/null
@@ -347,7 +386,7 @@ elapsed=$(($(now_ms) - t0))
 expect "d: a restock wakes the waiting mailer (--poll 60): both rows sent within 2 s" \
     "$(rows D-1 "status = 'sent'") $([ "$elapsed" -le 2000 ] && echo fast || echo "slow: $elapsed ms")" "2 fast"
 q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-       WHERE datname = current_database() AND application_name = 'bis-mailer'" >/dev/null
+       WHERE datname = current_database() AND application_name = 'mailer-d'" >/dev/null
 sleep 0.2
 q -c "SELECT bis.set_stock('D-2', 5)" >/dev/null
 wait_for 10 rows_eq D-2 "status = 'sent'" 1 || true
@@ -376,7 +415,7 @@ expect "e: an unrecognized option: exit 2, with the hint" \
     "$rc $(grep -c 'Try "bis-mailer --help"' "$work/e.err")" "2 1"
 rc=0
 "$mailer" --dbname "dbname=$db" --webhook http://127.0.0.1:1/ --batch 0 >/dev/null 2>"$work/e.err" || rc=$?
-expect "e: --batch 0: exit 2" "$rc $(grep -c 'invalid value "0" for option --batch' "$work/e.err")" "2 1"
+expect "e: --batch 0: exit 2" "$rc $(grep -c -- '--batch must be in range 1..100000' "$work/e.err")" "2 1"
 rc=0
 "$mailer" --dbname "dbname=$db" >/dev/null 2>"$work/e.err" || rc=$?
 expect "e: no transport: exit 2" "$rc $(grep -c 'no transport given' "$work/e.err")" "2 1"
@@ -388,8 +427,390 @@ rc=0
 expect "e: an unreachable database: exit 1, with a message" \
     "$rc $(grep -c 'could not connect to the database' "$work/e.err")" "1 1"
 
+
+echo "== f. SMTP over TLS"
+# a CA of the test's own and a certificate for 127.0.0.1 that it signed
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bis test CA" \
+    -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+    -days 2 -out "$work/server.pem" -extfile <(echo "subjectAltName=IP:127.0.0.1") 2>/dev/null
+password="s3cret-$RANDOM-$RANDOM"
+(umask 077 && echo "$password" >"$work/smtp.pw")
+# an SMTP server on 127.0.0.1 (test/smtp_server.py): TLS and AUTH as its arguments say
+start_tls_smtpd() {
+    tls_port=$(free_port)
+    $py "$root/test/smtp_server.py" --port "$tls_port" --maildir "$work/tlsmail" \
+        --log "$work/tls.jsonl" "$@" >>"$work/tls-smtpd.log" 2>&1 &
+    tls_pid=$!
+    pids+=("$tls_pid")
+    wait_for 10 port_open "$tls_port" || { echo "mailer: smtp_server.py did not start" >&2; exit 1; }
+}
+stop_tls_smtpd() { kill "$tls_pid"; wait "$tls_pid" 2>/dev/null || true; }
+tls_log() {                     # tls_log RCPT: how the server got the messages to RCPT
+    $py -c '
+import json, sys
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except FileNotFoundError:
+    lines = []
+for l in lines:
+    r = json.loads(l)
+    if sys.argv[2] in r["rcpt"]:
+        print("tls" if r["tls"] else "clear", r["auth"])' "$work/tls.jsonl" "$1" | sort | uniq -c | sed 's/^ *//'
+}
+start_tls_smtpd --starttls "$work/server.pem" "$work/server.key" --require-tls --auth shop "$work/smtp.pw"
+tls_args=(--dbname "dbname=$db" --from "Shop <noreply@shop.example>" --cacert "$work/ca.pem"
+          --smtp-user shop)
+q -c "SELECT bis.set_stock('F-1', 5)" >/dev/null
+rc=0
+"$mailer" "${tls_args[@]}" --smtp "smtp://127.0.0.1:$tls_port" --smtp-password-file "$work/smtp.pw" \
+    --once 2>"$work/f1.log" || rc=$?
+expect "f: STARTTLS, the CA from --cacert, the password from a file: exit 0, 3 sent" \
+    "$rc $(rows F-1 "status = 'sent'")" "0 3"
+expect "f: the server got each over TLS, logged in as shop" \
+    "$(for i in 1 2 3; do tls_log "f$i@example.com"; done | sort | uniq -c | sed 's/^ *//')" "3 1 tls shop"
+# the daemon, with the password in the environment: ps shows no password
+BIS_SMTP_PASSWORD=$password "$mailer" "${tls_args[@]}" --smtp "smtp://127.0.0.1:$tls_port" \
+    --worker mailer-f --poll 60 2>"$work/f2.log" &
+f=$!
+pids+=("$f")
+q -c "SELECT bis.set_stock('F-2', 5)" >/dev/null
+wait_for 10 rows_eq F-2 "status = 'sent'" 1 || true
+expect "f: BIS_SMTP_PASSWORD: the daemon delivers over TLS, logged in" \
+    "$(rows F-2 "status = 'sent'") $(tls_log f4@example.com)" "1 1 tls shop"
+check "f: the password is nowhere in the command line ps shows, nor in the log" \
+    "$(tr '\0' ' ' <"/proc/$f/cmdline" | grep -F -- "$password"; grep -F -- "$password" "$work"/f*.log)"
+kill -TERM "$f"
+wait "$f" 2>/dev/null || true
+stop_tls_smtpd
+start_tls_smtpd --implicit-tls "$work/server.pem" "$work/server.key" --auth shop "$work/smtp.pw"
+q -c "SELECT bis.set_stock('F-3', 5)" >/dev/null
+rc=0
+"$mailer" "${tls_args[@]}" --smtp "smtps://127.0.0.1:$tls_port" --smtp-password-file "$work/smtp.pw" \
+    --once 2>"$work/f3.log" || rc=$?
+expect "f: smtps://, TLS from the first byte: sent, over TLS, logged in" \
+    "$rc $(rows F-3 "status = 'sent'") $(tls_log f5@example.com)" "0 1 1 tls shop"
+stop_tls_smtpd
+rc=0
+"$mailer" --dbname "dbname=$db" --smtp "smtp://shop:$password@127.0.0.1:25" --from shop@shop.example \
+    >/dev/null 2>"$work/e.err" || rc=$?
+expect "f: a password in the --smtp URL is refused: exit 2, saying where it goes" \
+    "$rc $(grep -c 'BIS_SMTP_PASSWORD' "$work/e.err")" "2 1"
+rc=0
+BIS_SMTP_PASSWORD=x "$mailer" --dbname "dbname=$db" --smtp smtp://127.0.0.1:25 --smtp-user shop \
+    --smtp-tls off --from shop@shop.example >/dev/null 2>"$work/e.err" || rc=$?
+expect "f: a login without TLS is refused: exit 2" \
+    "$rc $(grep -c 'would send the password without TLS' "$work/e.err")" "2 1"
+
+echo "== g. configuration errors leave rows pending, with no attempt counted"
+# g_case NAME SERVER-ARGS... -- MAILER-ARGS...: the email of G-1, a mailer that cannot deliver it
+g_case() {
+    local name=$1 server=() rc=0
+    shift
+    while [ "$1" != "--" ]; do server+=("$1"); shift; done
+    shift
+    start_tls_smtpd "${server[@]}"
+    "$mailer" --dbname "dbname=$db" --smtp "smtp://127.0.0.1:$tls_port" --from shop@shop.example \
+        "$@" --once 2>"$work/g.log" || rc=$?
+    expect "g: $name: exit 1, the row pending, no attempt, a configuration error in the log" \
+        "$rc $(rows G-1 "status = 'pending' AND attempts = 0 AND claimed_by IS NULL AND last_error IS NULL") $(grep -c 'configuration error' "$work/g.log")" \
+        "1 1 1"
+    stop_tls_smtpd
+}
+echo wrong >"$work/wrong.pw"
+q -c "SELECT bis.set_stock('G-1', 5)" >/dev/null
+g_case "the server wants STARTTLS (530), the mailer has --smtp-tls off" \
+    --starttls "$work/server.pem" "$work/server.key" --require-tls -- --smtp-tls off
+g_case "a certificate that does not verify (no --cacert)" \
+    --starttls "$work/server.pem" "$work/server.key" -- --smtp-tls require
+g_case "a password the server refuses (535)" \
+    --starttls "$work/server.pem" "$work/server.key" --auth shop "$work/smtp.pw" -- \
+    --cacert "$work/ca.pem" --smtp-user shop --smtp-password-file "$work/wrong.pw"
+# the daemon pauses the channel rather than trying again at each poll
+start_tls_smtpd --starttls "$work/server.pem" "$work/server.key" --require-tls
+"$mailer" --dbname "dbname=$db" --smtp "smtp://127.0.0.1:$tls_port" --from shop@shop.example \
+    --smtp-tls off --worker mailer-g --poll 1 2>"$work/g2.log" &
+g=$!
+pids+=("$g")
+wait_for 10 grep -q 'email pauses for 10 s' "$work/g2.log" || true
+sleep 2.5
+expect "g: the daemon pauses email for 10 s (--poll 1): one try, the row pending, no attempt" \
+    "$(grep -c 'configuration error' "$work/g2.log") $(rows G-1 "status = 'pending' AND attempts = 0")" "1 1"
+kill -TERM "$g"
+wait "$g" 2>/dev/null || true
+stop_tls_smtpd
+check "g: no email got through" "$(tls_log g1@example.com)"
+
+echo "== h. headers"
+start_tls_smtpd
+q -c "ALTER DATABASE $db SET bis.unsubscribe_url = 'https://shop.example/unsubscribe?t='" \
+  -c "ALTER DATABASE $db SET bis.unsubscribe_mailto = 'unsubscribe@shop.example'"
+q -c "SELECT bis.set_stock('H-1', 5)" >/dev/null
+rc=0
+"$mailer" --dbname "dbname=$db" --smtp "smtp://127.0.0.1:$tls_port" \
+    --from "Bütik, Inc. <noreply@shop.example>" --once 2>"$work/h.log" || rc=$?
+expect "h: exit 0, sent" "$rc $(rows H-1 "status = 'sent'")" "0 1"
+check "h: CR/LF in a title adds no header; the subject is the title, encoded; lines folded" "$(
+    $py - "$work/tlsmail" <<'EOF'
+import email, email.policy, mailbox, sys
+msgs = [m.as_bytes() for m in mailbox.Maildir(sys.argv[1], create=False)]
+problems = []
+msgs = [raw for raw in msgs if b"h1@example.com" in raw]
+if len(msgs) != 1:
+    problems.append("%d messages" % len(msgs))
+for raw in msgs:
+    raw = raw.replace(b"\r\n", b"\n")
+    head = raw.split(b"\n\n", 1)[0]
+    lines = head.split(b"\n")
+    # over 78 characters only where nothing could be folded: one URI
+    long = [l for l in lines if len(l) > 78 and b" " in l.strip()]
+    if long:
+        problems.append("header lines over 78 characters: %r" % long[:2])
+    if any(l.lower().startswith(b"bcc:") for l in lines):
+        problems.append("a Bcc header was injected")
+    if any(b > 127 for b in head):
+        problems.append("8-bit bytes in the header")
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    want = "Parka  Bcc: intruder@evil.example    Injected body – Ålesund edition, " + "très chaud " * 12
+    subject = " ".join(str(m["Subject"]).split())
+    if subject != " ".join((want + "is back in stock").split()):
+        problems.append("subject %r" % subject[:140])
+    if m["From"].addresses[0].display_name != "Bütik, Inc." or \
+            m["From"].addresses[0].addr_spec != "noreply@shop.example":
+        problems.append("From %r" % str(m["From"]))
+    for h in ("Date", "Message-ID", "MIME-Version"):
+        if not m[h]:
+            problems.append("no " + h)
+print("; ".join(problems))
+EOF
+)"
+# the unsubscribe headers as the server received them, and the token in them
+token=$($py - "$work/tlsmail" <<'EOF'
+import email, email.policy, mailbox, re, sys
+for msg in mailbox.Maildir(sys.argv[1], create=False):
+    raw = msg.as_bytes()
+    if b"h1@example.com" not in raw:
+        continue
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    lu = " ".join(str(m["List-Unsubscribe"] or "").split())
+    post = str(m["List-Unsubscribe-Post"] or "")
+    https = re.match(r"^<https://shop\.example/unsubscribe\?t=([A-Za-z0-9_-]{35})>, "
+                     r"<mailto:unsubscribe@shop\.example\?subject=unsubscribe%20\1>$", lu)
+    if https and post == "List-Unsubscribe=One-Click":
+        print(https.group(1))
+    else:
+        print("BAD List-Unsubscribe %r, List-Unsubscribe-Post %r" % (lu, post))
+EOF
+)
+expect "h: List-Unsubscribe (https then mailto, one token) and List-Unsubscribe-Post" \
+    "$(printf '%s\n' "$token" | grep -c '^[A-Za-z0-9_-]\{35\}$')" 1
+expect "h: the token from the email unsubscribes, once" \
+    "$(q -c "SELECT bis.unsubscribe_by_token('$token'), bis.unsubscribe_by_token('$token')")" "1|0"
+expect "h: and withdraws consent for email" \
+    "$(q -c "SELECT granted FROM bis.consents WHERE contact_id = 'h1' AND channel = 'email'")" f
+forged=${token%?}$([ "${token: -1}" = A ] && echo B || echo A)
+expect "h: a forged token is refused with 22023" \
+    "$(q -v VERBOSITY=sqlstate -c "SELECT bis.unsubscribe_by_token('$forged')" 2>&1 | tr -d '\n')" \
+    "ERROR:  22023"
+q -c "ALTER DATABASE $db RESET bis.unsubscribe_url" -c "ALTER DATABASE $db RESET bis.unsubscribe_mailto"
+stop_tls_smtpd
+
+echo "== i. mailers per channel"
+q -c "SELECT bis.set_stock('I-1', 5)" >/dev/null
+rc=0
+"$mailer" --dbname "dbname=$db" --smtp "smtp://127.0.0.1:$smtp_port" --from shop@shop.example \
+    --worker mailer-email --once 2>"$work/i1.log" || rc=$?
+expect "i: an email-only mailer sends the emails and leaves the SMS alone: pending, no attempt" \
+    "$rc $(rows I-1 "channel = 'email' AND status = 'sent'") $(rows I-1 "channel = 'sms' AND status = 'pending' AND attempts = 0 AND claimed_by IS NULL")" \
+    "0 2 2"
+q -c "UPDATE bis.notifications SET status = 'pending', attempts = 0, sent_at = NULL, claimed_by = NULL
+       WHERE sku = 'I-1'" >/dev/null
+"$mailer" --dbname "dbname=$db" --smtp "smtp://127.0.0.1:$smtp_port" --from shop@shop.example \
+    --worker mailer-email --poll 60 2>"$work/i2.log" &
+i_email=$!
+pids+=("$i_email")
+"$mailer" --dbname "dbname=$db" --webhook "http://127.0.0.1:$hook_port/hook" \
+    --worker mailer-sms --poll 60 2>"$work/i3.log" &
+i_sms=$!
+pids+=("$i_sms")
+# both past their first claim, then woken by one NOTIFY
+wait_for 10 rows_eq I-1 "status = 'sent'" 4 || true
+expect "i: side by side, each mailer delivers its own channel and nothing is dead" \
+    "$(rows I-1 "status = 'sent' AND (channel, claimed_by) IN (('email', 'mailer-email'), ('sms', 'mailer-sms'))")/$(rows I-1 "status = 'dead'")" \
+    "4/0"
+kill -TERM "$i_email" "$i_sms"
+wait "$i_email" "$i_sms" 2>/dev/null || true
+
+echo "== j. a configuration file, JSON logs"
+cat >"$work/mailer.conf" <<CONF
+# a comment, and a blank line
+
+dbname = 'dbname=$db'
+smtp = smtp://127.0.0.1:$smtp_port   # a comment after a value
+from = 'Shop <noreply@shop.example>'
+worker = from-the-file
+log_format = json
+once = on
+CONF
+q -c "SELECT bis.set_stock('J-1', 5)" >/dev/null
+rc=0
+"$mailer" --config "$work/mailer.conf" --worker from-the-command-line 2>"$work/j.log" || rc=$?
+expect "j: options from the file, the command line winning: sent by from-the-command-line" \
+    "$rc $(rows J-1 "status = 'sent' AND claimed_by = 'from-the-command-line'")" "0 1"
+check "j: every log line is JSON with an ISO timestamp and a level, and names no address" "$(
+    $py - "$work/j.log" <<'EOF'
+import json, re, sys
+problems = []
+lines = open(sys.argv[1]).read().splitlines()
+if len(lines) < 2:
+    problems.append("%d lines" % len(lines))
+for l in lines:
+    try:
+        r = json.loads(l)
+    except ValueError:
+        problems.append("not JSON: %r" % l)
+        continue
+    if not re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r.get("time", "")) or \
+            r.get("level") not in ("debug", "info", "warning", "error") or "@" in r["message"]:
+        problems.append("line %r" % l)
+print("; ".join(problems))
+EOF
+)"
+check "j: text log lines start with an ISO timestamp and a level" \
+    "$(grep -Ev '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} [A-Z+0-9-]+ \[[0-9]+\] (debug|info|warning|error): ' "$work"/[abcd]*.log "$work"/[fhi]*.log)"
+echo "bogus-setting = 1" >"$work/bad.conf"
+rc=0
+"$mailer" --config "$work/bad.conf" >/dev/null 2>"$work/e.err" || rc=$?
+expect "j: an unrecognized setting: exit 2, naming the file and line" \
+    "$rc $(grep -c 'unrecognized setting "bogus-setting" in configuration file ".*bad.conf" line 1' "$work/e.err")" "2 1"
+
+echo "== k. push: Web Push, FCM and APNs"
+keys=$work/push
+$py "$root/test/push_receiver.py" make-keys "$keys"
+for mode in webpush fcm apns; do
+    $py "$root/test/push_receiver.py" serve "$mode" "$keys" 2>"$work/$mode-receiver.log" &
+    pids+=($!)
+done
+wait_for 10 test -s "$keys/webpush.port" -a -s "$keys/fcm.port" -a -s "$keys/apns.port" ||
+    { echo "mailer: the push receivers did not start" >&2; cat "$work"/*-receiver.log; exit 1; }
+wp_port=$(cat "$keys/webpush.port")
+fcm_port=$(cat "$keys/fcm.port")
+apns_port=$(cat "$keys/apns.port")
+$py "$root/test/push_receiver.py" fcm-credentials "$keys" "http://127.0.0.1:$fcm_port/token"
+# contacts: three browsers (ok, gone, busy); a phone with an FCM and an APNs
+# token, tokens gone, tokens busy; a contact with no device at all
+$py - "$keys/subscriptions.json" "$wp_port" >"$work/k.sql" <<'EOF'
+import json, sys
+subs = json.load(open(sys.argv[1]))
+print("""SELECT bis.upsert_items('[{"sku": "K-1", "title": "Kayak", "url": "https://shop.example/p/k-1"}]');""")
+for name, s in subs.items():
+    sub = {"endpoint": "http://127.0.0.1:%s/sub/%s" % (sys.argv[2], name),
+           "keys": {"p256dh": s["p256dh"], "auth": s["auth"]}}
+    print("SELECT bis.upsert_contact('w-%s');" % name)
+    print("SELECT bis.add_webpush_subscription('w-%s', '%s');" % (name, json.dumps(sub)))
+    print("SELECT bis.subscribe('w-%s', 'K-1', channel => 'webpush');" % name)
+print("""SELECT bis.upsert_contact(c) FROM unnest(ARRAY['p-ok', 'p-gone', 'p-busy', 'p-none']) c;
+SELECT bis.add_push_token('p-ok', 'fcm', 'fcm-ok'), bis.add_push_token('p-ok', 'apns', repeat('ab', 32)),
+       bis.add_push_token('p-gone', 'fcm', 'fcm-gone'), bis.add_push_token('p-gone', 'apns', repeat('0', 64)),
+       bis.add_push_token('p-busy', 'fcm', 'fcm-busy'), bis.add_push_token('p-busy', 'apns', repeat('1', 64));
+SELECT bis.subscribe(c, 'K-1', channel => 'push') FROM unnest(ARRAY['p-ok', 'p-gone', 'p-busy', 'p-none']) c;
+SELECT bis.set_stock('K-1', 0);""")
+EOF
+q -f "$work/k.sql" >/dev/null
+q -c "SELECT bis.set_stock('K-1', 5)" >/dev/null
+push_args=(--vapid-key "$keys/vapid.pem" --vapid-subject mailto:ops@shop.example
+           --fcm-credentials "$keys/fcm.json" --fcm-url "http://127.0.0.1:$fcm_port"
+           --apns-key "$keys/apns.p8" --apns-key-id KEYID1234 --apns-team-id TEAMID1234
+           --apns-topic shop.example.app --apns-url "http://127.0.0.1:$apns_port")
+rc=0
+"$mailer" --dbname "dbname=$db" "${push_args[@]}" --worker mailer-push --once 2>"$work/k.log" || rc=$?
+status_of() { q -c "SELECT status || '/' || attempts FROM bis.notifications WHERE sku = 'K-1' AND contact_id = '$1'"; }
+expect "k: exit 0; sent, dead (gone), pending (busy) by browser and by phone; no device: suppressed" \
+    "$rc $(for c in w-ok w-gone w-busy p-ok p-gone p-busy p-none; do status_of $c; done | tr '\n' ' ')" \
+    "0 sent/1 dead/1 pending/1 sent/1 dead/1 pending/1 suppressed/0 "
+expect "k: the subscription and the tokens that are gone are removed, the others kept" \
+    "$(q -c "SELECT string_agg(endpoint, ' ' ORDER BY endpoint) FROM bis.webpush_subscriptions" | sed 's|http://[^/]*/sub/||g') / $(q -c "SELECT string_agg(left(token, 8), ' ' ORDER BY token) FROM bis.push_tokens")" \
+    "busy ok / 11111111 abababab fcm-busy fcm-ok"
+check "k: every request passed the receivers' checks (JWT signatures, keys, decryption)" \
+    "$(cat "$keys"/*.jsonl | grep '"error"')"
+check "k: web push: the browser decrypts the title, body, url and id; Topic bis-ID" "$(
+    $py - "$keys/webpush.jsonl" "$(q -c "SELECT id FROM bis.notifications WHERE contact_id = 'w-ok'")" <<'EOF'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if '"/sub/ok"' in l]
+want = {"id": int(sys.argv[2]), "title": "Back in stock", "body": "Kayak is back. Get it before it is gone.",
+        "url": "https://shop.example/p/k-1"}
+print("" if len(rs) == 1 and rs[0]["payload"] == want and rs[0]["topic"] == "bis-" + sys.argv[2]
+      else "got %r" % rs)
+EOF
+)"
+check "k: FCM: one access token, exchanged once; the message to each device, with title and body" "$(
+    $py - "$keys/fcm.jsonl" <<'EOF'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+tokens = [r for r in rs if r.get("kind") == "token"]
+sends = sorted(r["device"] for r in rs if r.get("kind") == "send")
+ok = [r for r in rs if r.get("device") == "fcm-ok"]
+problems = []
+if len(tokens) != 1:
+    problems.append("%d token exchanges" % len(tokens))
+if sends != ["fcm-busy", "fcm-gone", "fcm-ok"]:
+    problems.append("sends %r" % sends)
+if not ok or ok[0]["notification"] != {"title": "Back in stock", "body": "Kayak is back. Get it before it is gone."} \
+        or ok[0]["data"]["url"] != "https://shop.example/p/k-1":
+    problems.append("message %r" % ok)
+print("; ".join(problems))
+EOF
+)"
+check "k: APNs: HTTP/2, the provider token verified; the alert to each device, apns-collapse-id bis-ID" "$(
+    $py - "$keys/apns.jsonl" <<'EOF'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+ok = [r for r in rs if r.get("device") == "ab" * 32]
+problems = []
+if sorted(r.get("status") for r in rs) != [200, 410, 503]:
+    problems.append("answers %r" % [r.get("status") for r in rs])
+if not ok or ok[0]["alert"]["body"] != "Kayak is back. Get it before it is gone." or \
+        ok[0]["collapse_id"] != "bis-%s" % ok[0]["notification_id"]:
+    problems.append("request %r" % ok)
+print("; ".join(problems))
+EOF
+)"
+check "k: the log names no token or endpoint" "$(grep -E 'fcm-ok|abababab|/sub/' "$work/k.log")"
+
+echo "== l. operable: application_name, metrics, --version, the systemd unit"
+metrics_port=$(free_port)
+"$mailer" --dbname "dbname=$db" --smtp "smtp://127.0.0.1:$smtp_port" --from shop@shop.example \
+    --worker mailer-l --poll 60 --metrics "127.0.0.1:$metrics_port" 2>"$work/l.log" &
+l=$!
+pids+=("$l")
+wait_for 10 port_open "$metrics_port" || true
+q -c "SELECT bis.set_stock('L-1', 5)" >/dev/null
+wait_for 10 rows_eq L-1 "status = 'sent'" 1 || true
+expect "l: pg_stat_activity shows the mailer by its worker name" \
+    "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mailer-l'")" 1
+scrape() { $py -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
+scrape "http://127.0.0.1:$metrics_port/metrics" >"$work/metrics.txt" 2>&1 || true
+expect "l: /metrics after a delivery: deliveries by channel and outcome, the histogram, claims" \
+    "$(grep -E '^bis_mailer_deliveries_total\{channel="email",outcome="sent"\} |^bis_mailer_delivery_seconds_count\{channel="email"\} |^bis_mailer_token_refreshes_total\{provider="fcm"\} ' "$work/metrics.txt" | tr '\n' ' ')$(grep -cE '^bis_mailer_claims_total [1-9]' "$work/metrics.txt")" \
+    'bis_mailer_deliveries_total{channel="email",outcome="sent"} 1 bis_mailer_delivery_seconds_count{channel="email"} 1 bis_mailer_token_refreshes_total{provider="fcm"} 0 1'
+check "l: the metrics are in the Prometheus text format" "$(
+    grep -vE '^(# (HELP|TYPE) bis_mailer_[a-z_]+ .+|bis_mailer_[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? [0-9.e+-]+)$' "$work/metrics.txt")"
+kill -TERM "$l"
+wait "$l" 2>/dev/null || true
+expect "l: --version prints the extension's default_version" \
+    "$("$mailer" --version)" "bis-mailer (bis) $(sed -n "s/^default_version = '\(.*\)'/\1/p" "$root/bis.control")"
+unit=$(pg_config --docdir)/extension/bis-mailer/bis-mailer@.service
+if [ -f "$unit" ]; then
+    check "l: systemd-analyze verify accepts the unit make install put in $(dirname "$unit")" \
+        "$(systemd-analyze verify "$unit" 2>&1)"
+else
+    check "l: make install puts the systemd unit in $(dirname "$unit")" "not found"
+fi
+
 if [ "$failed" -ne 0 ]; then
-    for f in a b b2 c1 c2 d; do
+    for f in a b b2 c1 c2 d f1 f2 f3 g g2 h i1 i2 i3 j k l; do
         echo "--- $f.log"
         cat "$work/$f.log" 2>/dev/null || true
     done

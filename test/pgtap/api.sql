@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(106);
+SELECT plan(123);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -43,22 +43,32 @@ INSERT INTO api VALUES
   ('purge', '{interval}', 'setof record', '{older_than,notifications,subscriptions,restock_events}',
    'older_than interval DEFAULT NULL::interval'),
   ('render', '{text,jsonb,boolean}', 'text', '{template,payload,html}',
-   'template text, payload jsonb, html boolean DEFAULT false');
+   'template text, payload jsonb, html boolean DEFAULT false'),
+  ('add_push_token', '{text,text,text}', 'boolean', '{contact_id,platform,token}',
+   'contact_id text, platform text, token text'),
+  ('remove_push_token', '{text,text,text}', 'boolean', '{contact_id,platform,token}',
+   'contact_id text, platform text, token text'),
+  ('add_webpush_subscription', '{text,jsonb}', 'boolean', '{contact_id,subscription}',
+   'contact_id text, subscription jsonb'),
+  ('remove_webpush_subscription', '{text,text}', 'boolean', '{contact_id,endpoint}',
+   'contact_id text, endpoint text'),
+  ('push_targets', '{bigint[],text}', 'setof record',
+   '{ids,worker,notification_id,contact_id,platform,token,p256dh,auth}', 'ids bigint[], worker text');
 
--- schema, tables, views, the claim's type (1 + 1 + 10 + 2 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 12 + 2 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                                'restock_events', 'notifications', 'templates', 'send_windows',
-                               'signing_key']);
+                               'signing_key', 'push_tokens', 'webpush_subscriptions']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                     'restock_events', 'notifications', 'templates', 'send_windows',
-                    'signing_key']::name[]) t;
+                    'signing_key', 'push_tokens', 'webpush_subscriptions']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
--- each public function: exists with these argument types, returns, argument names (20 x 3)
+-- each public function: exists with these argument types, returns, argument names (25 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))

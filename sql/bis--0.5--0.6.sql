@@ -117,6 +117,7 @@ DROP FUNCTION bis.claim(text, integer, interval);
 DROP FUNCTION bis.upsert_contact(text, text, text, text, text);
 DROP FUNCTION bis.contact_subscriptions(text);
 DROP FUNCTION bis.subscribe(text, text, text, text, text);
+DROP FUNCTION bis._settings();
 
 /*
  * The catalog, and the delivery rules' columns
@@ -199,6 +200,7 @@ CREATE TABLE bis.notifications (
     subscribed_at timestamptz NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     available_at timestamptz NOT NULL DEFAULT now(),
+    claimed_at timestamptz,
     claimed_until timestamptz,
     sent_at timestamptz,
     unsubscribed_at timestamptz,
@@ -246,11 +248,12 @@ COMMENT ON COLUMN bis.notifications.restock_event_id IS 'The restock event that 
 COMMENT ON COLUMN bis.notifications.subscribed_at IS 'When the contact subscribed';
 COMMENT ON COLUMN bis.notifications.created_at IS 'When it was enqueued';
 COMMENT ON COLUMN bis.notifications.available_at IS 'When it is due to be claimed: a held one, when its rule allows it';
+COMMENT ON COLUMN bis.notifications.claimed_at IS 'When a mailer last claimed it';
 COMMENT ON COLUMN bis.notifications.claimed_until IS 'When the lease runs out';
 COMMENT ON COLUMN bis.notifications.sent_at IS 'When a mailer acknowledged delivery';
 COMMENT ON COLUMN bis.notifications.unsubscribed_at IS 'When the contact unsubscribed through this notification''s link, or its subscription''s';
 COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far: each claim counts one';
-COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock (reminder and price_drop are reserved)';
+COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock, or reminder: a later message of the same subscription (price_drop is reserved)';
 COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed (leased to a mailer), sent, dead (failed for good), suppressed (a rule forbade it: see status_reason), cancelled or expired (past bis.notification_ttl)';
 COMMENT ON COLUMN bis.notifications.contact_id IS 'The contact to notify';
 COMMENT ON COLUMN bis.notifications.sku IS 'The SKU';
@@ -258,7 +261,7 @@ COMMENT ON COLUMN bis.notifications.locale IS 'The subscription''s locale, or NU
 COMMENT ON COLUMN bis.notifications.external_id IS 'The subscription''s external id, or NULL';
 COMMENT ON COLUMN bis.notifications.channel IS 'email, sms, push or webpush';
 COMMENT ON COLUMN bis.notifications.claimed_by IS 'The mailer that holds the lease';
-COMMENT ON COLUMN bis.notifications.status_reason IS 'The rule that last held or suppressed it: no_consent, no_address, quiet_hours, frequency_cap or send_rate; unsubscribed for a cancelled one';
+COMMENT ON COLUMN bis.notifications.status_reason IS 'The rule that last held or suppressed it: no_consent, no_address, quiet_hours, frequency_cap or send_rate; for a reminder also purchased or sold_out; unsubscribed or purchased for a cancelled one';
 COMMENT ON COLUMN bis.notifications.last_error IS 'The last delivery error';
 
 /*
@@ -295,6 +298,19 @@ UPDATE bis.templates
        body_html = replace(body_html, E'when it was back.</p>',
                            E'when it was back.\n<a href="{{url:unsubscribe_url}}">No more alerts like this</a>.</p>')
  WHERE builtin AND channel = 'email';
+INSERT INTO bis.templates (kind, channel, locale, subject, body, body_html, builtin) VALUES
+('reminder', 'email', 'en',
+ 'Still in stock: {{item.title|your item}}',
+ E'Hi {{contact.first_name|there}},\n\n{{item.title|The item you asked about}} is still in stock, for now.\n\n{{url:item.url}}\n\nYou get this reminder because you asked to be told when it was back.\nNo more alerts like this: {{url:unsubscribe_url}}\n',
+ E'<p>Hi {{contact.first_name|there}},</p>\n<p><a href="{{url:item.url}}">{{item.title|The item you asked about}}</a> is still in stock, for now.</p>\n<p>You get this reminder because you asked to be told when it was back.\n<a href="{{url:unsubscribe_url}}">No more alerts like this</a>.</p>\n',
+ true),
+('reminder', 'sms', 'en', NULL,
+ '{{item.title|Your item}} is still in stock: {{url:item.url}}', NULL, true),
+('reminder', 'push', 'en', 'Still in stock',
+ '{{item.title|Your item}} is still in stock, for now.', NULL, true),
+('reminder', 'webpush', 'en', 'Still in stock',
+ '{{item.title|Your item}} is still in stock, for now.', NULL, true);
+
 ALTER TABLE bis.templates ENABLE TRIGGER templates_check;
 
 /*
@@ -326,6 +342,16 @@ SELECT pg_catalog.pg_extension_config_dump('bis.signing_key', '');
  * Functions, views and types: new and changed definitions, as sql/bis.sql
  * has them
  */
+
+CREATE FUNCTION bis._settings(OUT notification_ttl interval, OUT max_attempts integer,
+                              OUT retry_base_delay interval, OUT retry_max_delay interval,
+                              OUT default_locale text, OUT retention interval,
+                              OUT expand_chunk integer, OUT wave_per_unit integer,
+                              OUT wave_interval interval, OUT max_reminders integer,
+                              OUT reminder_interval interval, OUT conversion_window interval)
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__settings';
+COMMENT ON FUNCTION bis._settings() IS 'The settings bis''s SQL functions use, typed; calling it loads the library that defines them';
 
 CREATE FUNCTION bis._local_day_start(at timestamptz, time_zone text, days integer) RETURNS timestamptz
     LANGUAGE c STABLE
@@ -1098,22 +1124,17 @@ CREATE FUNCTION bis._read_token(token text, OUT notification_id bigint, OUT scop
     AS 'MODULE_PATHNAME', 'bis__read_token';
 COMMENT ON FUNCTION bis._read_token(text) IS 'The notification an unsubscribe token names and its scope (s: the subscription; c: also consent for the channel); an error if bis did not sign it';
 
-CREATE FUNCTION bis.unsubscribe_by_token(token text) RETURNS integer
+CREATE FUNCTION bis._unsubscribe_notification(notification_id bigint, withdraw boolean, source text)
+    RETURNS integer
     LANGUAGE plpgsql
-    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    target record;
     n record;
     done integer;
 BEGIN
-    IF token IS NULL THEN
-        RAISE EXCEPTION 'token must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    target := bis._read_token(token);
     SELECT o.contact_id, o.subscription_id, o.channel INTO n
-      FROM bis.notifications o WHERE o.id = target.notification_id;
+      FROM bis.notifications o WHERE o.id = _unsubscribe_notification.notification_id;
     IF NOT FOUND THEN
         -- purged since: nothing of it is left to cancel
         RETURN 0;
@@ -1130,12 +1151,29 @@ BEGIN
            AND o.unsubscribed_at IS NULL
         RETURNING 1)
     SELECT least(count(*), 1) INTO done FROM stopped;
-    IF target.scope = 'c' AND NOT EXISTS (
+    IF withdraw AND NOT EXISTS (
            SELECT FROM bis.consents k
             WHERE k.contact_id = n.contact_id AND k.channel = n.channel AND NOT k.granted) THEN
-        PERFORM bis.set_consent(n.contact_id, n.channel, false, 'unsubscribe link');
+        PERFORM bis.set_consent(n.contact_id, n.channel, false, source);
     END IF;
     RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis._unsubscribe_notification(bigint, boolean, text) IS 'Cancels the subscription a notification came from and what it had still to send, and with withdraw the contact''s consent for its channel; returns 1, or 0 if that was done already or the notification is gone';
+
+CREATE FUNCTION bis.unsubscribe_by_token(token text) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    target record;
+BEGIN
+    IF token IS NULL THEN
+        RAISE EXCEPTION 'token must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    target := bis._read_token(token);
+    RETURN bis._unsubscribe_notification(target.notification_id, target.scope = 'c', 'unsubscribe link');
 END
 $$;
 COMMENT ON FUNCTION bis.unsubscribe_by_token(text) IS 'What the shop''s unsubscribe endpoint calls with the token of a message''s link: cancels the subscription the message came from (and what it had still to send) and, for an unsubscribe-all token, withdraws consent for the channel; returns how many subscriptions it cancelled, 0 when called again';
@@ -1218,6 +1256,7 @@ BEGIN
                                      THEN NULL ELSE claim.worker END,
                    claimed_until = CASE WHEN n.created_at < now() - settings.notification_ttl
                                         THEN NULL ELSE now() + claim.lease END,
+                   claimed_at = now(),
                    attempts = n.attempts + 1
              -- the bounds steer the planner to the primary key rather than a full scan
              WHERE n.id = ANY (ids) AND n.id BETWEEN (SELECT min(i) FROM unnest(ids) i)
@@ -1233,6 +1272,59 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.claim(text, integer, interval, text[]) IS 'Hands a mailer up to max_rows due notifications of its channels (NULL: all), with their messages built now, leased to worker until now() + lease; rows past bis.notification_ttl expire, rows without an address are suppressed';
+
+CREATE OR REPLACE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    done integer;
+BEGIN
+    -- with worker, a row another mailer took after this one's lease ran out is not touched
+    IF settings.max_reminders = 0 THEN
+        WITH sent AS (
+            UPDATE bis.notifications n
+               SET status = 'sent', sent_at = now(), claimed_until = NULL
+             WHERE n.id = ANY (ack.ids) AND n.status = 'claimed'
+               AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
+            RETURNING 1)
+        SELECT count(*) INTO done FROM sent;
+    ELSE
+        -- a message sent is followed by a reminder, up to bis.max_reminders a
+        -- subscription, unless the contact unsubscribed or bought since; the
+        -- claim checks again, and that the SKU is still in stock
+        WITH sent AS (
+            UPDATE bis.notifications n
+               SET status = 'sent', sent_at = now(), claimed_until = NULL
+             WHERE n.id = ANY (ack.ids) AND n.status = 'claimed'
+               AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
+            RETURNING n.*),
+        reminded AS (
+            INSERT INTO bis.notifications (subscription_id, restock_event_id, subscribed_at, contact_id,
+                                           sku, locale, external_id, channel, kind, available_at)
+            SELECT s.subscription_id, s.restock_event_id, s.subscribed_at, s.contact_id, s.sku,
+                   s.locale, s.external_id, s.channel, 'reminder', now() + settings.reminder_interval
+              FROM sent s
+             WHERE s.unsubscribed_at IS NULL
+               AND (SELECT count(*) FROM bis.notifications r
+                     WHERE r.contact_id = s.contact_id AND r.subscription_id = s.subscription_id
+                       AND r.kind = 'reminder') < settings.max_reminders
+               AND NOT EXISTS (SELECT FROM bis.purchases p
+                                WHERE p.contact_id = s.contact_id AND p.sku = s.sku
+                                  AND p.purchased_at >= s.subscribed_at))
+        SELECT count(*) INTO done FROM sent;
+    END IF;
+    -- bad input acknowledges fewer rows than ids given; its error undoes the update
+    IF ids IS NULL OR done < cardinality(ids) THEN
+        PERFORM bis._check_ids(ids);
+    END IF;
+    PERFORM bis._check_worker(worker, false);
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis.ack(bigint[], text) IS 'Marks claimed notifications sent; with worker, only those whose lease that worker still holds; returns how many';
 
 CREATE OR REPLACE FUNCTION bis.fail(id bigint, error text, retry boolean DEFAULT true, worker text DEFAULT NULL)
     RETURNS text
@@ -1308,10 +1400,258 @@ BEGIN
          WHERE e.occurred_at < cutoff AND e.expansion IN ('done', 'stopped')
         RETURNING 1)
     SELECT count(*) INTO restock_events FROM gone;
+    -- what providers said of notifications that are gone, and old purchases
+    DELETE FROM bis.delivery_events d
+     WHERE d.recorded_at < cutoff
+       AND NOT EXISTS (SELECT FROM bis.notifications n WHERE n.id = d.notification_id);
+    DELETE FROM bis.purchases p WHERE p.purchased_at < cutoff;
     RETURN NEXT;
 END
 $$;
-COMMENT ON FUNCTION bis.purge(interval) IS 'Removes finished notifications (the history of the subscriptions they used), cancelled or expired subscriptions and restock events older than older_than (default: the setting bis.retention); returns how many of each';
+COMMENT ON FUNCTION bis.purge(interval) IS 'Removes finished notifications (the history of the subscriptions they used) with their delivery events, cancelled or expired subscriptions, restock events and purchases older than older_than (default: the setting bis.retention); returns how many notifications, subscriptions and restock events';
+
+/*
+ * Lifecycle after the send: delivery events, purchases and conversions,
+ * reminders
+ */
+
+-- what a provider reports of a message, as its webhooks say it
+CREATE TABLE bis.delivery_events (
+    id bigserial PRIMARY KEY,
+    notification_id bigint NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    event text NOT NULL
+        CHECK (event IN ('delivered', 'opened', 'clicked', 'bounced', 'complained', 'unsubscribed')),
+    provider_event_id text UNIQUE CHECK (provider_event_id <> '' AND length(provider_event_id) <= 255),
+    detail jsonb CHECK (jsonb_typeof(detail) = 'object')
+);
+CREATE INDEX delivery_events_notification_idx ON bis.delivery_events (notification_id, event);
+SELECT pg_catalog.pg_extension_config_dump('bis.delivery_events', '');
+SELECT pg_catalog.pg_extension_config_dump('bis.delivery_events_id_seq', '');
+COMMENT ON TABLE bis.delivery_events IS 'What providers reported of delivered messages: delivered, opened, clicked, bounced, complained, unsubscribed; kept as long as their notification';
+COMMENT ON COLUMN bis.delivery_events.id IS 'Event id';
+COMMENT ON COLUMN bis.delivery_events.notification_id IS 'The notification it is about';
+COMMENT ON COLUMN bis.delivery_events.occurred_at IS 'When it happened, as the provider says';
+COMMENT ON COLUMN bis.delivery_events.recorded_at IS 'When bis recorded it';
+COMMENT ON COLUMN bis.delivery_events.event IS 'delivered, opened, clicked, bounced, complained or unsubscribed';
+COMMENT ON COLUMN bis.delivery_events.provider_event_id IS 'The provider''s id for the event: the same id is recorded once';
+COMMENT ON COLUMN bis.delivery_events.detail IS 'What else the provider said, a JSON object; for bounced, {"type": "hard"} or {"type": "soft"}';
+
+CREATE FUNCTION bis.record_event(notification_id bigint, event text, occurred_at timestamptz DEFAULT now(),
+                                 provider_event_id text DEFAULT NULL, detail jsonb DEFAULT NULL)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n record;
+    recorded boolean;
+BEGIN
+    IF record_event.notification_id IS NULL OR record_event.event IS NULL
+       OR record_event.occurred_at IS NULL THEN
+        RAISE EXCEPTION 'notification_id, event and occurred_at must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF record_event.event NOT IN ('delivered', 'opened', 'clicked', 'bounced', 'complained', 'unsubscribed') THEN
+        RAISE EXCEPTION 'unrecognized event "%"', left(record_event.event, 100)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The events are delivered, opened, clicked, bounced, complained and unsubscribed.';
+    END IF;
+    IF jsonb_typeof(record_event.detail) <> 'object' THEN
+        RAISE EXCEPTION 'detail must be a JSON object, not %', jsonb_typeof(record_event.detail)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF record_event.provider_event_id = '' OR length(record_event.provider_event_id) > 255 THEN
+        RAISE EXCEPTION 'provider_event_id must be 1 to 255 characters long'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT o.contact_id, o.channel INTO n FROM bis.notifications o WHERE o.id = record_event.notification_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'notification % does not exist', record_event.notification_id
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass the id bis.claim handed out with the message: mailers give it to the provider as the idempotency key.';
+    END IF;
+
+    -- a provider that sends an event again sends the same id: recorded once
+    INSERT INTO bis.delivery_events (notification_id, event, occurred_at, provider_event_id, detail)
+    VALUES (record_event.notification_id, record_event.event, record_event.occurred_at,
+            record_event.provider_event_id, record_event.detail)
+    ON CONFLICT ON CONSTRAINT delivery_events_provider_event_id_key DO NOTHING
+    RETURNING true INTO recorded;
+    IF recorded IS NULL THEN
+        RETURN false;
+    END IF;
+
+    -- the address is not used again until the contact gives consent anew
+    IF record_event.event = 'bounced' AND record_event.detail->>'type' = 'hard' THEN
+        PERFORM bis.set_consent(n.contact_id, n.channel, false, 'hard bounce');
+    ELSIF record_event.event = 'complained' THEN
+        PERFORM bis.set_consent(n.contact_id, n.channel, false, 'complaint');
+    ELSIF record_event.event = 'unsubscribed' THEN
+        PERFORM bis._unsubscribe_notification(record_event.notification_id, true, 'unsubscribed at the provider');
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION bis.record_event(bigint, text, timestamptz, text, jsonb) IS 'Records what a provider reported of a message (delivered, opened, clicked, bounced, complained, unsubscribed), once per provider_event_id; a hard bounce or a complaint withdraws consent for the channel, an unsubscribe also cancels the subscription; returns false for an event recorded before';
+
+CREATE TABLE bis.purchases (
+    order_id text NOT NULL CHECK (order_id <> '' AND length(order_id) <= 255),
+    sku text NOT NULL,
+    contact_id text NOT NULL,
+    quantity integer NOT NULL DEFAULT 1 CHECK (quantity >= 1),
+    amount numeric CHECK (amount >= 0),
+    currency text CHECK (length(currency) <= 10),
+    purchased_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (order_id, sku)
+);
+-- a contact's purchases of a SKU: conversions, and the reminders they stop
+CREATE INDEX purchases_contact_sku_idx ON bis.purchases (contact_id, sku, purchased_at);
+SELECT pg_catalog.pg_extension_config_dump('bis.purchases', '');
+COMMENT ON TABLE bis.purchases IS 'Order lines the shop reported (bis.record_purchase) or bis saw in a tracked order table (bis.track_orders): conversions, and the end of reminders';
+COMMENT ON COLUMN bis.purchases.order_id IS 'The shop''s order id';
+COMMENT ON COLUMN bis.purchases.sku IS 'The SKU bought';
+COMMENT ON COLUMN bis.purchases.contact_id IS 'Who bought it';
+COMMENT ON COLUMN bis.purchases.quantity IS 'How many';
+COMMENT ON COLUMN bis.purchases.amount IS 'What the line cost, or NULL';
+COMMENT ON COLUMN bis.purchases.currency IS 'The amount''s currency, such as EUR';
+COMMENT ON COLUMN bis.purchases.purchased_at IS 'When it was bought';
+COMMENT ON COLUMN bis.purchases.recorded_at IS 'When bis recorded it';
+
+CREATE FUNCTION bis.record_purchase(contact_id text, sku text, order_id text, quantity integer DEFAULT 1,
+                                    amount numeric DEFAULT NULL, currency text DEFAULT NULL,
+                                    purchased_at timestamptz DEFAULT now())
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    recorded boolean;
+BEGIN
+    IF record_purchase.contact_id IS NULL OR record_purchase.order_id IS NULL
+       OR record_purchase.quantity IS NULL OR record_purchase.purchased_at IS NULL THEN
+        RAISE EXCEPTION 'contact_id, order_id, quantity and purchased_at must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM bis._check_sku(record_purchase.sku);
+    IF record_purchase.order_id = '' OR length(record_purchase.order_id) > 255 THEN
+        RAISE EXCEPTION 'order_id must be 1 to 255 characters long' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF record_purchase.quantity < 1 THEN
+        RAISE EXCEPTION 'quantity must be at least 1' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The quantity given is %s.', record_purchase.quantity);
+    END IF;
+    IF record_purchase.amount < 0 THEN
+        RAISE EXCEPTION 'amount must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The amount given is %s.', record_purchase.amount);
+    END IF;
+    IF length(record_purchase.currency) > 10 THEN
+        RAISE EXCEPTION 'invalid currency "%"', left(record_purchase.currency, 100)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- the first record of an order line wins
+    INSERT INTO bis.purchases AS p (order_id, sku, contact_id, quantity, amount, currency, purchased_at)
+    VALUES (record_purchase.order_id, record_purchase.sku, record_purchase.contact_id,
+            record_purchase.quantity, record_purchase.amount, record_purchase.currency,
+            record_purchase.purchased_at)
+    ON CONFLICT ON CONSTRAINT purchases_pkey DO NOTHING
+    RETURNING true INTO recorded;
+    IF recorded IS NULL THEN
+        RETURN false;
+    END IF;
+    -- a contact who bought the SKU is reminded of it no more
+    UPDATE bis.notifications n SET status = 'cancelled', status_reason = 'purchased'
+     WHERE n.contact_id = record_purchase.contact_id AND n.sku = record_purchase.sku
+       AND n.kind = 'reminder' AND n.status = 'pending';
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION bis.record_purchase(text, text, text, integer, numeric, text, timestamptz) IS 'Records an order line, once per (order_id, sku): the conversion of a message of that SKU to that contact within bis.conversion_window, and the end of the reminders still to come; returns false for a line recorded before';
+
+CREATE FUNCTION bis._order_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__order_trigger';
+COMMENT ON FUNCTION bis._order_trigger() IS 'Row trigger on a tracked order table: records each new order line as bis.record_purchase does, reading the columns its arguments name';
+
+CREATE FUNCTION bis.track_orders(tbl regclass, order_id_column name DEFAULT 'order_id',
+                                 sku_column name DEFAULT 'sku', contact_id_column name DEFAULT 'contact_id',
+                                 quantity_column name DEFAULT NULL, amount_column name DEFAULT NULL,
+                                 currency_column name DEFAULT NULL, purchased_at_column name DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    col record;
+    typ oid;
+BEGIN
+    IF tbl IS NULL OR order_id_column IS NULL OR sku_column IS NULL OR contact_id_column IS NULL THEN
+        RAISE EXCEPTION 'tbl, order_id_column, sku_column and contact_id_column must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- each column, and the types bis reads it as: none whose output is another role's code
+    FOR col IN SELECT * FROM (VALUES
+            (order_id_column, 'order_id', ARRAY['text', 'character varying', 'bigint', 'integer', 'uuid']),
+            (sku_column, 'sku', ARRAY['text', 'character varying']),
+            (contact_id_column, 'contact_id', ARRAY['text', 'character varying', 'bigint', 'integer', 'uuid']),
+            (quantity_column, 'quantity', ARRAY['smallint', 'integer', 'bigint']),
+            (amount_column, 'amount', ARRAY['numeric', 'integer', 'bigint']),
+            (currency_column, 'currency', ARRAY['text', 'character varying', 'character']),
+            (purchased_at_column, 'purchased_at', ARRAY['timestamp with time zone']))
+            v(name, role, types)
+        WHERE v.name IS NOT NULL LOOP
+        SELECT a.atttypid INTO typ FROM pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = col.name AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', col.name, tbl
+                USING ERRCODE = 'undefined_column';
+        END IF;
+        IF NOT format_type(typ, NULL) = ANY (col.types) THEN
+            RAISE EXCEPTION 'column "%" of relation % has type %, which bis cannot read as the %',
+                  col.name, tbl, format_type(typ, NULL), col.role
+                USING ERRCODE = 'datatype_mismatch',
+                DETAIL = format('The %s column may be %s.', col.role, array_to_string(col.types, ', '));
+        END IF;
+    END LOOP;
+    -- CREATE TRIGGER checks that the caller may: the table's owner
+    IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'bis_order_insert') THEN
+        EXECUTE format('DROP TRIGGER bis_order_insert ON %s', tbl);
+    END IF;
+    EXECUTE format('CREATE TRIGGER bis_order_insert AFTER INSERT ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION bis._order_trigger(%L, %L, %L, %L, %L, %L, %L)', tbl,
+                   order_id_column, sku_column, contact_id_column, coalesce(quantity_column, ''),
+                   coalesce(amount_column, ''), coalesce(currency_column, ''),
+                   coalesce(purchased_at_column, ''));
+END
+$$;
+COMMENT ON FUNCTION bis.track_orders(regclass, name, name, name, name, name, name, name) IS 'Puts bis''s trigger on the shop''s order-lines table: each new line is recorded as bis.record_purchase records one; the caller must own the table';
+
+CREATE VIEW bis.notification_history AS
+SELECT n.id AS notification_id, n.contact_id, n.sku, n.kind, n.channel, n.status, n.status_reason,
+       n.subscribed_at AS requested_at, n.created_at AS enqueued_at, n.claimed_at, n.sent_at,
+       e.delivered_at, e.opened_at, e.clicked_at, e.bounced_at,
+       p.purchased_at AS converted_at, p.order_id, p.amount, p.currency,
+       n.subscription_id, n.restock_event_id
+  FROM bis.notifications n
+  LEFT JOIN LATERAL (
+        SELECT min(d.occurred_at) FILTER (WHERE d.event = 'delivered') AS delivered_at,
+               min(d.occurred_at) FILTER (WHERE d.event = 'opened') AS opened_at,
+               min(d.occurred_at) FILTER (WHERE d.event = 'clicked') AS clicked_at,
+               min(d.occurred_at) FILTER (WHERE d.event = 'bounced') AS bounced_at
+          FROM bis.delivery_events d WHERE d.notification_id = n.id) e ON true
+  LEFT JOIN LATERAL (
+        SELECT b.purchased_at, b.order_id, b.amount, b.currency
+          FROM bis.purchases b
+         WHERE b.contact_id = n.contact_id AND b.sku = n.sku
+           AND b.purchased_at >= n.sent_at
+           AND b.purchased_at <= n.sent_at + (SELECT s.conversion_window FROM bis._settings() s)
+         ORDER BY b.purchased_at LIMIT 1) p ON true;
+COMMENT ON VIEW bis.notification_history IS 'One row per notification and the time of each step: requested (subscribed), enqueued, claimed, sent, delivered, opened, clicked, bounced, and its conversion (the first purchase of its SKU by its contact within bis.conversion_window after it was sent)';
 
 /*
  * Push addresses: device tokens and web push subscriptions, for bis-mailer's push transports

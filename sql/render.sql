@@ -22,8 +22,8 @@ SELECT bis.render('Hi {{ | there}}', :'p');
 SELECT bis.render('{{item..title}}', :'p');
 SELECT bis.render('{{item.title!}}', :'p');
 
--- the built-in English templates, one per channel
-SELECT kind, channel, locale, subject, body FROM bis.templates WHERE builtin ORDER BY channel;
+-- the built-in English templates, one per kind and channel
+SELECT kind, channel, locale, subject, body FROM bis.templates WHERE builtin ORDER BY kind, channel;
 -- they cannot be changed, only overridden
 UPDATE bis.templates SET subject = 'x' WHERE channel = 'sms';
 DELETE FROM bis.templates WHERE channel = 'sms';

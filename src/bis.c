@@ -156,11 +156,11 @@ _PG_init(void)
 }
 
 static Datum
-seconds_interval(int seconds)
+seconds_interval(int64 seconds)
 {
 	Interval   *result = (Interval *) palloc0(sizeof(Interval));
 
-	result->time = (int64) seconds * USECS_PER_SEC;
+	result->time = seconds * USECS_PER_SEC;
 	return IntervalPGetDatum(result);
 }
 
@@ -174,8 +174,8 @@ Datum
 bis__settings(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[9];
-	bool		nulls[9] = {0};
+	Datum		values[12];
+	bool		nulls[12] = {0};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -189,6 +189,9 @@ bis__settings(PG_FUNCTION_ARGS)
 	values[6] = Int32GetDatum(bis_expand_chunk);
 	values[7] = Int32GetDatum(bis_wave_per_unit);
 	values[8] = seconds_interval(bis_wave_interval);
+	values[9] = Int32GetDatum(bis_max_reminders);
+	values[10] = seconds_interval(bis_reminder_interval);
+	values[11] = seconds_interval(bis_conversion_window);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));

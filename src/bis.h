@@ -142,6 +142,9 @@ extern SendRate bis_send_rate;
 extern SendRate bis_item_send_rate;
 extern int64 bis_restock_dwell;
 extern int64 bis_subscription_ttl;
+extern int	bis_max_reminders;
+extern int64 bis_reminder_interval;
+extern int64 bis_conversion_window;
 extern char *bis_unsubscribe_url;
 extern char *bis_unsubscribe_mailto;
 

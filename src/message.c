@@ -57,7 +57,15 @@
 "                                     WHERE p.contact_id OPERATOR(pg_catalog.=) n.contact_id)"	\
 "           WHEN 'webpush' THEN EXISTS (SELECT FROM bis.webpush_subscriptions w"			\
 "                                        WHERE w.contact_id OPERATOR(pg_catalog.=) n.contact_id)"	\
-"           ELSE true END, "																\
+"           ELSE true END,"																\
+"       CASE WHEN n.kind OPERATOR(pg_catalog.=) 'reminder' THEN"							\
+"           EXISTS (SELECT FROM bis.purchases p"												\
+"                    WHERE p.contact_id OPERATOR(pg_catalog.=) n.contact_id"					\
+"                      AND p.sku OPERATOR(pg_catalog.=) n.sku"									\
+"                      AND p.purchased_at OPERATOR(pg_catalog.>=) n.subscribed_at) END,"		\
+"       CASE WHEN n.kind OPERATOR(pg_catalog.=) 'reminder' THEN"							\
+"           coalesce(bis._current_stock(e.source_table, e.sku, e.locale, e.external_id)"		\
+"                    OPERATOR(pg_catalog.>=) e.threshold, false) END, "						\
 		EARLIER																				\
 "  FROM bis.notifications n"																\
 "  LEFT JOIN bis.contacts c ON c.contact_id OPERATOR(pg_catalog.=) n.contact_id"			\
@@ -88,7 +96,7 @@ enum
 	B_EMAIL, B_PHONE, B_CONTACT_LOCALE, B_FIRST_NAME, B_TIME_ZONE,
 	B_TITLE, B_URL, B_IMAGE_URL, B_PRICE, B_COMPARE_AT_PRICE, B_CURRENCY, B_CATEGORY,
 	B_ATTRIBUTES, B_SEND_RATE, B_QUANTITY, B_STOCK_LOCALE, B_STOCK_EXTERNAL_ID, B_CONSENT,
-	B_HAS_DEVICE, B_EARLIER_TODAY,
+	B_HAS_DEVICE, B_BOUGHT, B_IN_STOCK, B_EARLIER_TODAY,
 	B_NCOLUMNS
 };
 
@@ -494,6 +502,11 @@ rule_for(const Datum *v, const bool *n, int channel, TimestampTz now, HTAB *cont
 	if (((channel & CHANNEL_EMAIL) && n[B_EMAIL]) || ((channel & CHANNEL_SMS) && n[B_PHONE]) ||
 		!DatumGetBool(v[B_HAS_DEVICE]))
 		return "no_address";
+	/* a reminder only to who has not bought, of what is still in stock */
+	if (!n[B_BOUGHT] && DatumGetBool(v[B_BOUGHT]))
+		return "purchased";
+	if (!n[B_IN_STOCK] && !DatumGetBool(v[B_IN_STOCK]))
+		return "sold_out";
 
 	if (bis_quiet_hours.from_minute >= 0 && (channel & bis_quiet_hours_channels))
 	{

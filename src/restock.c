@@ -122,10 +122,11 @@ static const char dwell_sql[] =
 "), made AS ("																	\
 "    INSERT INTO bis.notifications AS n"										\
 "           (subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
-"            external_id, channel, status, claimed_by, claimed_until, attempts)"	\
+"            external_id, channel, status, claimed_by, claimed_at, claimed_until, attempts)"	\
 "    SELECT u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
 "           u.channel, CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
 "           CASE WHEN k.mine THEN " W " END,"									\
+"           CASE WHEN k.mine THEN pg_catalog.now() END,"							\
 "           CASE WHEN k.mine THEN pg_catalog.now() OPERATOR(pg_catalog.+) " L " END,"	\
 "           CASE WHEN k.mine THEN 1 ELSE 0 END"								\
 "      FROM used u, ev, LATERAL (SELECT " MINE " AS mine) k"					\

@@ -35,9 +35,11 @@
 
 #include "bis.h"
 
-/* the longest dwell and subscription lifetime the settings accept */
+/* the longest durations the settings accept */
 #define BIS_DWELL_MAX_SECS (7 * SECS_PER_DAY)
 #define BIS_SUBSCRIPTION_TTL_MAX_SECS (3650 * (int64) SECS_PER_DAY)
+#define BIS_REMINDER_INTERVAL_MAX_SECS (90 * SECS_PER_DAY)
+#define BIS_CONVERSION_WINDOW_MAX_SECS (365 * SECS_PER_DAY)
 
 static const struct config_enum_entry rule_action_options[] = {
 	{"hold", RULE_HOLD, false},
@@ -59,6 +61,8 @@ static char *send_rate_setting = NULL;
 static char *item_send_rate_setting = NULL;
 static char *restock_dwell_setting = NULL;
 static char *subscription_ttl_setting = NULL;
+static char *reminder_interval_setting = NULL;
+static char *conversion_window_setting = NULL;
 
 QuietHours	bis_quiet_hours = {-1, -1};
 int			bis_quiet_hours_channels = CHANNEL_SMS | CHANNEL_PUSH;
@@ -66,6 +70,9 @@ SendRate	bis_send_rate = {0, 0};
 SendRate	bis_item_send_rate = {0, 0};
 int64		bis_restock_dwell = 0;
 int64		bis_subscription_ttl = 0;
+int			bis_max_reminders = 0;
+int64		bis_reminder_interval = SECS_PER_DAY;
+int64		bis_conversion_window = 7 * SECS_PER_DAY;
 
 /*
  * Parsing, without raising errors: check hooks must not
@@ -304,6 +311,40 @@ assign_subscription_ttl(const char *newval, void *extra)
 }
 
 static bool
+check_reminder_interval(char **newval, void **extra, GucSource source)
+{
+	/* a reminder comes later than the message it follows */
+	if (!check_duration(newval, extra, BIS_REMINDER_INTERVAL_MAX_SECS))
+		return false;
+	if (*(int64 *) *extra < 60)
+	{
+		GUC_check_errdetail("A reminder interval is at least a minute, such as \"1 day\".");
+		free(*extra);
+		*extra = NULL;
+		return false;
+	}
+	return true;
+}
+
+static void
+assign_reminder_interval(const char *newval, void *extra)
+{
+	bis_reminder_interval = *(int64 *) extra;
+}
+
+static bool
+check_conversion_window(char **newval, void **extra, GucSource source)
+{
+	return check_duration(newval, extra, BIS_CONVERSION_WINDOW_MAX_SECS);
+}
+
+static void
+assign_conversion_window(const char *newval, void *extra)
+{
+	bis_conversion_window = *(int64 *) extra;
+}
+
+static bool
 check_time_zone(char **newval, void **extra, GucSource source)
 {
 	pg_tz	   *tz = pg_tzset(*newval);
@@ -451,6 +492,33 @@ bis_rules_init(void)
 							   PGC_SUSET,
 							   0,
 							   check_subscription_ttl, assign_subscription_ttl, NULL);
+
+	DefineCustomIntVariable("bis.max_reminders",
+							"Reminders a notified subscriber who has not bought gets while the item is in stock, 0 to 2.",
+							NULL,
+							&bis_max_reminders,
+							0, 0, 2,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("bis.reminder_interval",
+							   "Time from a message to the reminder that follows it.",
+							   NULL,
+							   &reminder_interval_setting,
+							   "1 day",
+							   PGC_SUSET,
+							   0,
+							   check_reminder_interval, assign_reminder_interval, NULL);
+
+	DefineCustomStringVariable("bis.conversion_window",
+							   "Time after a message in which a purchase of its SKU by its contact is its conversion.",
+							   NULL,
+							   &conversion_window_setting,
+							   "7 days",
+							   PGC_SUSET,
+							   0,
+							   check_conversion_window, assign_conversion_window, NULL);
 
 	DefineCustomStringVariable("bis.unsubscribe_url",
 							   "The https:// address of the shop's unsubscribe endpoint; bis appends a signed token.",

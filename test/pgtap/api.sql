@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(123);
+SELECT plan(135);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -25,6 +25,20 @@ INSERT INTO api VALUES
    'channel text DEFAULT ''email''::text, max_price numeric DEFAULT NULL::numeric'),
   ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
   ('unsubscribe_by_token', '{text}', 'integer', '{token}', 'token text'),
+  ('record_event', '{bigint,text,"timestamp with time zone",text,jsonb}', 'boolean',
+   '{notification_id,event,occurred_at,provider_event_id,detail}',
+   'notification_id bigint, event text, occurred_at timestamp with time zone DEFAULT now(), '
+   'provider_event_id text DEFAULT NULL::text, detail jsonb DEFAULT NULL::jsonb'),
+  ('record_purchase', '{text,text,text,integer,numeric,text,"timestamp with time zone"}', 'boolean',
+   '{contact_id,sku,order_id,quantity,amount,currency,purchased_at}',
+   'contact_id text, sku text, order_id text, quantity integer DEFAULT 1, amount numeric DEFAULT NULL::numeric, '
+   'currency text DEFAULT NULL::text, purchased_at timestamp with time zone DEFAULT now()'),
+  ('track_orders', '{regclass,name,name,name,name,name,name,name}', 'void',
+   '{tbl,order_id_column,sku_column,contact_id_column,quantity_column,amount_column,currency_column,purchased_at_column}',
+   'tbl regclass, order_id_column name DEFAULT ''order_id''::name, sku_column name DEFAULT ''sku''::name, '
+   'contact_id_column name DEFAULT ''contact_id''::name, quantity_column name DEFAULT NULL::name, '
+   'amount_column name DEFAULT NULL::name, currency_column name DEFAULT NULL::name, '
+   'purchased_at_column name DEFAULT NULL::name'),
   ('contact_subscriptions', '{text}', 'setof bis.subscription_history', '{contact_id}', 'contact_id text'),
   ('track', '{regclass,name,name,name,name}', 'void',
    '{tbl,sku_column,quantity_column,locale_column,external_id_column}',
@@ -55,20 +69,23 @@ INSERT INTO api VALUES
   ('push_targets', '{bigint[],text}', 'setof record',
    '{ids,worker,notification_id,contact_id,platform,token,p256dh,auth}', 'ids bigint[], worker text');
 
--- schema, tables, views, the claim's type (1 + 1 + 12 + 2 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 14 + 3 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                                'restock_events', 'notifications', 'templates', 'send_windows',
-                               'signing_key', 'push_tokens', 'webpush_subscriptions']);
+                               'signing_key', 'push_tokens', 'webpush_subscriptions',
+                               'delivery_events', 'purchases']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                     'restock_events', 'notifications', 'templates', 'send_windows',
-                    'signing_key', 'push_tokens', 'webpush_subscriptions']::name[]) t;
+                    'signing_key', 'push_tokens', 'webpush_subscriptions',
+                    'delivery_events', 'purchases']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
+SELECT has_view('bis', 'notification_history', 'view bis.notification_history exists');
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
--- each public function: exists with these argument types, returns, argument names (25 x 3)
+-- each public function: exists with these argument types, returns, argument names (28 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -113,13 +130,13 @@ SELECT is_empty(
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
      WHERE p.pronamespace = 'bis'::regnamespace AND NOT p.prosecdef
-       AND p.proname NOT IN ('track', 'untrack', 'render')$$,
-  'the public functions but track, untrack and render are SECURITY DEFINER');
+       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render')$$,
+  'the public functions but track, untrack, track_orders and render are SECURITY DEFINER');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p
      WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
-       AND p.proname IN ('track', 'untrack', 'render')$$,
-  'track, untrack and render run with the caller''s rights');
+       AND p.proname IN ('track', 'untrack', 'track_orders', 'render')$$,
+  'track, untrack, track_orders and render run with the caller''s rights');
 
 -- comments on every table, view, column and function
 SELECT is_empty(
@@ -191,7 +208,8 @@ SELECT is(current_setting('bis.default_threshold'), '1', 'bis.default_threshold 
 SELECT is(current_setting('bis.notify'), 'on', 'bis.notify is on');
 SELECT results_eq(
   $$SELECT name, boot_val, vartype, context FROM pg_settings WHERE name LIKE 'bis.%' ORDER BY name$$,
-  $$VALUES ('bis.default_locale'::text, 'en'::text, 'string'::text, 'superuser'::text),
+  $$VALUES ('bis.conversion_window'::text, '7 days'::text, 'string'::text, 'superuser'::text),
+           ('bis.default_locale', 'en', 'string', 'superuser'),
            ('bis.default_threshold', '1', 'integer', 'user'),
            ('bis.default_time_zone', 'UTC', 'string', 'superuser'),
            ('bis.expand_chunk', '1000', 'integer', 'superuser'),
@@ -199,11 +217,13 @@ SELECT results_eq(
            ('bis.item_send_rate', '', 'string', 'superuser'),
            ('bis.max_attempts', '8', 'integer', 'superuser'),
            ('bis.max_per_contact_day', '0', 'integer', 'superuser'),
+           ('bis.max_reminders', '0', 'integer', 'superuser'),
            ('bis.notification_ttl', '604800', 'integer', 'superuser'),
            ('bis.notify', 'on', 'bool', 'user'),
            ('bis.quiet_hours', '', 'string', 'superuser'),
            ('bis.quiet_hours_action', 'hold', 'enum', 'superuser'),
            ('bis.quiet_hours_channels', 'sms,push', 'string', 'superuser'),
+           ('bis.reminder_interval', '1 day', 'string', 'superuser'),
            ('bis.restock_dwell', '', 'string', 'superuser'),
            ('bis.retention', '2592000', 'integer', 'superuser'),
            ('bis.retry_base_delay', '30', 'integer', 'superuser'),

@@ -4,7 +4,7 @@
 -- Needs the extensions pgtap and bis already created, bis's tables empty (as after CREATE
 -- EXTENSION); changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(132);
+SELECT plan(139);
 
 -- fixtures: three items (T-5 with a threshold of its own), three contacts, a stock row at 2
 SELECT is(bis.upsert_items('[{"sku": "A-1", "title": "Jacket"}, {"sku": "T-5", "threshold": 5},
@@ -172,6 +172,20 @@ SELECT throws_ok($$SELECT bis.clear_address('nobody', 'sms')$$,
   '23503', 'contact "nobody" does not exist', 'clear_address: unknown contact');
 SELECT is(bis.clear_address('c3', 'sms'), true, 'clear_address: returns true when it cleared one');
 SELECT is(bis.clear_address('c3', 'sms'), false, 'clear_address: and false when there was none');
+
+-- delivery events and purchases
+SELECT throws_ok($$SELECT bis.record_event(424242, 'opened')$$,
+  '22023', 'notification 424242 does not exist', 'record_event: unknown notification');
+SELECT throws_ok($$SELECT bis.record_event(1, 'read')$$,
+  '22023', 'unrecognized event "read"', 'record_event: unrecognized event');
+SELECT throws_ok($$SELECT bis.record_event(NULL, 'opened')$$,
+  '22004', 'notification_id, event and occurred_at must not be null', 'record_event: NULL');
+SELECT throws_ok($$SELECT bis.record_purchase('c1', 'A-1', 'o-1', quantity => 0)$$,
+  '22023', 'quantity must be at least 1', 'record_purchase: quantity 0');
+SELECT throws_ok($$SELECT bis.record_purchase('c1', 'A-1', NULL)$$,
+  '22004', 'contact_id, order_id, quantity and purchased_at must not be null', 'record_purchase: NULL order');
+SELECT is(bis.record_purchase('c1', 'A-1', 'o-1'), true, 'record_purchase: the first record of a line');
+SELECT is(bis.record_purchase('c1', 'A-1', 'o-1', quantity => 3), false, 'record_purchase: a line recorded before');
 
 -- unsubscribe tokens
 SELECT throws_ok($$SELECT bis.unsubscribe_by_token('AQAAAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAA')$$,

@@ -122,7 +122,7 @@ SELECT bis.subscribe('bo', 'R-1'), bis.subscribe('bo', 'R-1', channel => 'sms');
 SELECT restock('R-1') AS enqueued;
 SELECT id, channel FROM bis.claim('m1');
 SELECT q.*, n.available_at = bis._quiet_hours_end(now(), 'Asia/Tokyo', :'window') AS until_they_end
-  FROM queue q JOIN bis.notifications n USING (id);
+  FROM queue q JOIN bis.notifications n USING (id) ORDER BY q.id;
 -- dropped instead, where a setting says so
 SET bis.quiet_hours_action = 'drop';
 SELECT make_due();
@@ -139,7 +139,8 @@ SELECT bis.subscribe('ann', 'R-1'), bis.subscribe('ann', 'R-2'), bis.subscribe('
 SELECT restock('R-1') + restock('R-2') AS enqueued;
 SELECT id, payload->'contact'->>'id' AS contact_id FROM bis.claim('m1');
 SELECT q.*, n.available_at = bis._local_day_start(now(), c.time_zone, 1) AS until_next_day
-  FROM queue q JOIN bis.notifications n ON n.id = q.id JOIN bis.contacts c ON c.contact_id = q.contact_id;
+  FROM queue q JOIN bis.notifications n ON n.id = q.id JOIN bis.contacts c ON c.contact_id = q.contact_id
+ ORDER BY q.id;
 SELECT make_due();
 SELECT id FROM bis.claim('m1') AS still_capped;
 SELECT bis.ack(ARRAY[1, 3], 'm1');

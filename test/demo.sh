@@ -51,6 +51,8 @@ SELECT bis.subscribe('ann', 'JKT-42', locale => 'sv-SE'),
 SELECT bis.set_stock('JKT-42', 0, locale => 'sv-SE');
 SELECT bis.set_stock('JKT-42', 0, locale => 'en-US');
 SQL
+# the shop's unsubscribe endpoint, for the links and headers of every message
+sql -c "ALTER DATABASE $PGDATABASE SET bis.unsubscribe_url = 'https://shop.example/unsubscribe?t='" >/dev/null
 
 say "An SMTP server and an SMS webhook on loopback, and bis-mailer listening"
 mkdir -p "$work"/maildir/{tmp,new,cur}
@@ -81,7 +83,7 @@ cat "$work/mailer.log"
 
 say "The email in the Maildir"
 for f in "$work"/maildir/new/*; do
-    sed -n '1,/^$/p' "$f" | grep -E '^(From|To|Subject|Message-ID|Date|Content-Type):'
+    sed -n '1,/^$/p' "$f" | grep -E '^(From|To|Subject|Message-ID|Date|List-Unsubscribe|Content-Type):'
     echo
     # the plain-text part
     awk '/^Content-Type: text\/plain/{p=1; next} p && /^--/{exit} p' "$f" | sed '1,/^$/d' | head -12
@@ -101,3 +103,17 @@ sql -c "SELECT id, sku, locale, old_quantity, new_quantity, matched, enqueued, e
           FROM bis.restock_events"
 sql -c "SELECT id, contact_id, channel, status, attempts, claimed_by, sent_at IS NOT NULL AS sent
           FROM bis.notifications ORDER BY id"
+
+say "Ann opens the email, clicks and buys: the provider's events, and the order"
+sql -e <<'SQL'
+SELECT bis.record_event(1, 'delivered', provider_event_id => 'demo-1'),
+       bis.record_event(1, 'opened', provider_event_id => 'demo-2'),
+       bis.record_event(1, 'clicked', provider_event_id => 'demo-3');
+SELECT bis.record_purchase('ann', 'JKT-42', 'order-1001', amount => 149.00, currency => 'EUR');
+SQL
+
+say "What each notification led to"
+sql -c "SELECT notification_id, contact_id, channel, sent_at IS NOT NULL AS sent,
+               delivered_at IS NOT NULL AS delivered, opened_at IS NOT NULL AS opened,
+               clicked_at IS NOT NULL AS clicked, order_id, amount
+          FROM bis.notification_history ORDER BY notification_id"

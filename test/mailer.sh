@@ -24,7 +24,9 @@
 #      signatures and decrypt payloads; tokens that are gone are removed,
 #      busy answers retried;
 #   l. operable: application_name, Prometheus metrics scraped after a
-#      delivery, --version, the systemd unit checked by systemd-analyze.
+#      delivery, --version, the systemd unit checked by systemd-analyze;
+#   m. lifecycle: a reminder reaches the SMTP server with its own subject, and
+#      the SMS gateway's delivery callback is recorded with bis.record_event.
 #
 # Runs against an existing server (PGHOST, PGPORT, PGUSER from the
 # environment; a superuser, to set the queue's settings) in a database of its
@@ -809,8 +811,49 @@ else
     check "l: make install puts the systemd unit in $(dirname "$unit")" "not found"
 fi
 
+echo "== m. lifecycle: reminders and delivery callbacks"
+q >/dev/null <<'SQL'
+SELECT bis.upsert_items('[{"sku": "M-1", "title": "Moccasin", "url": "https://shop.example/m-1"}]');
+SELECT bis.upsert_contact('m1', email => 'm1@example.com'), bis.upsert_contact('m2', phone => '+46 70 600 0001');
+SELECT bis.subscribe('m1', 'M-1'), bis.subscribe('m2', 'M-1', channel => 'sms');
+SELECT bis.set_stock('M-1', 0), bis.set_stock('M-1', 3);
+SQL
+q -c "ALTER DATABASE $db SET bis.max_reminders = 1"
+mailer_args
+rc=0
+"$mailer" "${margs[@]}" --once 2>"$work/m.log" || rc=$?
+expect "m: the restock's email and SMS are sent, each followed by a reminder due a day later" \
+    "$rc $(rows M-1 "status = 'sent'") $(q -c "SELECT count(*) FROM bis.notifications
+             WHERE sku = 'M-1' AND kind = 'reminder' AND status = 'pending' AND available_at > now() + interval '23 hours'")" \
+    "0 2 2"
+q -c "UPDATE bis.notifications SET available_at = now() WHERE sku = 'M-1' AND kind = 'reminder'"
+"$mailer" "${margs[@]}" --once 2>>"$work/m.log" || rc=$?
+expect "m: the reminders are sent, and nothing follows them" \
+    "$rc $(q -c "SELECT string_agg(kind || ':' || status, ' ' ORDER BY id) FROM bis.notifications WHERE sku = 'M-1'")" \
+    "0 back_in_stock:sent back_in_stock:sent reminder:sent reminder:sent"
+check "m: the reminder email reached the SMTP server with its own subject" "$(
+    $py - "$work/maildir" <<'EOF'
+import email, email.policy, mailbox, sys
+subjects = sorted(str(m["Subject"]) for m in
+                  (email.message_from_bytes(x.as_bytes(), policy=email.policy.default)
+                   for x in mailbox.Maildir(sys.argv[1], create=False))
+                  if str(m["To"]) == "m1@example.com")
+if subjects != ["Moccasin is back in stock", "Still in stock: Moccasin"]:
+    print("subjects to m1: %r" % subjects)
+EOF
+)"
+# the SMS gateway's delivery callback, passed on by the shop's webhook handler
+hook_id=$(hooks_of M-1 | $py -c 'import json, sys; print(json.loads(json.loads(sys.stdin.read().splitlines()[-1])["body"])["id"])')
+expect "m: the delivery callback of the last SMS is recorded, once" \
+    "$(q -c "SELECT bis.record_event($hook_id, 'delivered', provider_event_id => 'gw-$hook_id'),
+                    bis.record_event($hook_id, 'delivered', provider_event_id => 'gw-$hook_id')")" "t|f"
+expect "m: it shows in that notification's history, a reminder" \
+    "$(q -c "SELECT kind, delivered_at IS NOT NULL FROM bis.notification_history WHERE notification_id = $hook_id")" \
+    "reminder|t"
+q -c "ALTER DATABASE $db RESET bis.max_reminders"
+
 if [ "$failed" -ne 0 ]; then
-    for f in a b b2 c1 c2 d f1 f2 f3 g g2 h i1 i2 i3 j k l; do
+    for f in a b b2 c1 c2 d f1 f2 f3 g g2 h i1 i2 i3 j k l m; do
         echo "--- $f.log"
         cat "$work/$f.log" 2>/dev/null || true
     done

@@ -11,7 +11,7 @@ EXTRA_CLEAN = sql/bis--$(EXTVERSION).sql
 PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track stock_levels errors render queue purge \
-          expansion waves message rules lifecycle push security upgrade
+          expansion waves message rules lifecycle answers push security upgrade
 ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion wakeup thresholds_cache rules
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 

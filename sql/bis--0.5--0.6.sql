@@ -154,6 +154,7 @@ ALTER TABLE bis.contacts
                                                 AND length(time_zone) <= 64 AND length(first_name) <= 200);
 COMMENT ON COLUMN bis.contacts.contact_id IS 'The application''s id for the contact, 1 to 255 characters';
 COMMENT ON COLUMN bis.contacts.first_name IS 'First name, for messages that greet the contact';
+CREATE INDEX contacts_email_idx ON bis.contacts (lower(email));
 CREATE TABLE bis.consents (
     contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
     channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
@@ -176,7 +177,7 @@ SELECT pg_catalog.pg_extension_config_dump('bis.consents', '');
  */
 ALTER TABLE bis.restock_events ALTER COLUMN wave_quota TYPE bigint;
 COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that matched, so far: those enqueued and those the rules held back';
-COMMENT ON COLUMN bis.restock_events.held_back IS 'Matched subscriptions not notified, by rule: alerts_disabled, item_not_active, expired, over_price, dwell, wave; such as {"over_price": 2}';
+COMMENT ON COLUMN bis.restock_events.held_back IS 'Waiting subscriptions of the SKU not notified, by rule: alerts_disabled, item_not_active, expired, over_price, dwell, wave, other_locale and other_external_id (Voyado''s matching left them out); such as {"over_price": 2}';
 COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue now), waiting (for the dwell to end or the next wave), done, or stopped (sold out before then, or taken over by a later restock)';
 COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave; 0 while the restock waits out its dwell';
 
@@ -281,6 +282,50 @@ ALTER TABLE bis.subscriptions
 COMMENT ON TABLE bis.subscriptions IS 'Requests to be told when a SKU is back in stock: active until a restock uses them (they then move into bis.notifications), cancelled or expired';
 COMMENT ON COLUMN bis.subscriptions.status IS 'active, cancelled or expired; only active ones fire';
 COMMENT ON COLUMN bis.subscriptions.max_price IS 'Only a restock at which the item costs at most this fires it; NULL: any price';
+
+/*
+ * Locales in their canonical case (sv_se, SV-se and sv-SE are one locale):
+ * what becomes a duplicate is merged, the oldest active subscription and the
+ * stock level and template changed last kept
+ */
+CREATE FUNCTION bis._canonical_locale(locale text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__canonical_locale';
+COMMENT ON FUNCTION bis._canonical_locale(text) IS 'A locale in its canonical case, subtags joined by hyphens: sv_se, SV-se and sv-SE are all sv-SE';
+
+UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+ WHERE s.status = 'active' AND s.locale IS NOT NULL
+   AND EXISTS (SELECT FROM bis.subscriptions o
+                WHERE o.status = 'active' AND o.id < s.id AND o.contact_id = s.contact_id
+                  AND o.sku = s.sku AND o.channel = s.channel
+                  AND o.external_id IS NOT DISTINCT FROM s.external_id
+                  AND bis._canonical_locale(o.locale) = bis._canonical_locale(s.locale));
+UPDATE bis.subscriptions SET locale = bis._canonical_locale(locale)
+ WHERE locale <> bis._canonical_locale(locale);
+UPDATE bis.contacts SET locale = bis._canonical_locale(locale)
+ WHERE locale <> bis._canonical_locale(locale);
+DELETE FROM bis.stock_levels s
+ WHERE s.locale IS NOT NULL
+   AND EXISTS (SELECT FROM bis.stock_levels o
+                WHERE o.sku = s.sku AND o.external_id IS NOT DISTINCT FROM s.external_id
+                  AND bis._canonical_locale(o.locale) = bis._canonical_locale(s.locale)
+                  AND (o.updated_at, o.ctid) > (s.updated_at, s.ctid));
+UPDATE bis.stock_levels SET locale = bis._canonical_locale(locale)
+ WHERE locale <> bis._canonical_locale(locale);
+UPDATE bis.restock_events SET locale = bis._canonical_locale(locale)
+ WHERE locale <> bis._canonical_locale(locale);
+UPDATE bis.notifications SET locale = bis._canonical_locale(locale)
+ WHERE locale <> bis._canonical_locale(locale);
+DELETE FROM bis.templates t
+ WHERE NOT t.builtin
+   AND EXISTS (SELECT FROM bis.templates o
+                WHERE NOT o.builtin AND o.kind = t.kind AND o.channel = t.channel
+                  AND bis._canonical_locale(o.locale) = bis._canonical_locale(t.locale)
+                  AND (o.updated_at, o.ctid) > (t.updated_at, t.ctid));
+ALTER TABLE bis.templates DISABLE TRIGGER templates_check;
+UPDATE bis.templates SET locale = bis._canonical_locale(locale)
+ WHERE locale <> bis._canonical_locale(locale);
+ALTER TABLE bis.templates ENABLE TRIGGER templates_check;
 
 /*
  * The built-in templates link only to web addresses ({{url:...}}), and an
@@ -626,6 +671,7 @@ BEGIN
             DETAIL = 'A phone number has 3 to 31 digits, spaces, hyphens and parentheses, and may start with "+".';
     END IF;
     PERFORM bis._check_key('locale', upsert_contact.locale);
+    upsert_contact.locale := bis._canonical_locale(upsert_contact.locale);
     IF length(upsert_contact.time_zone) > 64 THEN
         RAISE EXCEPTION 'time zone "%" not recognized', left(upsert_contact.time_zone, 70)
             USING ERRCODE = 'invalid_parameter_value';
@@ -760,9 +806,10 @@ BEGIN
     -- crossing from nothing if it is at or above its threshold
     FOR l IN
         INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
-        SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
+        SELECT a->>'sku', bis._canonical_locale(a->>'locale'), a->>'externalId',
+               (a->>'quantity')::numeric::integer
           FROM jsonb_array_elements(levels) a
-         ORDER BY a->>'sku', coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
+         ORDER BY a->>'sku', coalesce(bis._canonical_locale(a->>'locale'), ''), coalesce(a->>'externalId', '')
         ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO NOTHING
         RETURNING s.sku, s.quantity, s.locale, s.external_id
     LOOP
@@ -773,9 +820,10 @@ BEGIN
     -- crossings); a row that already holds these values, as one just
     -- inserted does, is left alone
     INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
-    SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
+    SELECT a->>'sku', bis._canonical_locale(a->>'locale'), a->>'externalId',
+           (a->>'quantity')::numeric::integer
       FROM jsonb_array_elements(levels) a
-     ORDER BY a->>'sku', coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
+     ORDER BY a->>'sku', coalesce(bis._canonical_locale(a->>'locale'), ''), coalesce(a->>'externalId', '')
     ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
         quantity = excluded.quantity,
         updated_at = now()
@@ -816,7 +864,8 @@ BEGIN
     END LOOP;
     PERFORM bis._check_duplicates(
         ARRAY(SELECT format('SKU "%s"', a->>'sku')
-                     || CASE WHEN a->>'locale' IS NOT NULL THEN format(' with locale "%s"', a->>'locale') ELSE '' END
+                     || CASE WHEN a->>'locale' IS NOT NULL
+                             THEN format(' with locale "%s"', bis._canonical_locale(a->>'locale')) ELSE '' END
                      || CASE WHEN a->>'externalId' IS NOT NULL THEN format(' and externalId "%s"', a->>'externalId') ELSE '' END
                 FROM jsonb_array_elements(levels) a),
         'sku, locale and externalId');
@@ -886,6 +935,7 @@ BEGIN
     PERFORM bis._check_sku(subscribe.sku);
     PERFORM bis._check_key('locale', subscribe.locale);
     PERFORM bis._check_key('external_id', subscribe.external_id);
+    subscribe.locale := bis._canonical_locale(subscribe.locale);
     PERFORM bis._check_channel(subscribe.channel);
     IF subscribe.max_price < 0 THEN
         RAISE EXCEPTION 'max_price must not be negative' USING ERRCODE = 'invalid_parameter_value',
@@ -958,6 +1008,46 @@ END
 $$;
 COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text, numeric) IS 'Creates an active subscription, or returns the id of the same one that is already active (setting its max_price anew); records consent for the channel, and refuses a channel whose consent was withdrawn';
 
+CREATE OR REPLACE FUNCTION bis.unsubscribe(subscription_id bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    was text;
+BEGIN
+    UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+     WHERE s.id = unsubscribe.subscription_id AND s.status = 'active';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- say which case it met
+    SELECT s.status INTO was FROM bis.subscriptions s WHERE s.id = unsubscribe.subscription_id;
+    IF FOUND THEN
+        RAISE NOTICE 'subscription % is % already', unsubscribe.subscription_id, was;
+    ELSE
+        RAISE NOTICE 'subscription % is not waiting: it was used by a restock, or does not exist',
+              unsubscribe.subscription_id
+            USING HINT = 'The link in the message it became (bis.unsubscribe_by_token) stops what follows it.';
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION bis.unsubscribe(bigint) IS 'Cancels an active subscription; returns false if it was not active (already used, cancelled, expired or unknown)';
+
+CREATE FUNCTION bis.unsubscribe(contact_id text, sku text) RETURNS integer
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH cancelled AS (
+        UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+         WHERE s.contact_id = unsubscribe.contact_id AND s.sku = unsubscribe.sku AND s.status = 'active'
+        RETURNING 1)
+    SELECT count(*)::integer FROM cancelled;
+$$;
+COMMENT ON FUNCTION bis.unsubscribe(text, text) IS 'Cancels all of a contact''s waiting subscriptions of a SKU; returns how many (0 when called again)';
+
 CREATE FUNCTION bis._wave_quota(per_unit integer, quantity bigint) RETURNS bigint
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -970,18 +1060,18 @@ COMMENT ON FUNCTION bis._wave_quota(integer, bigint) IS 'How many notifications 
 CREATE VIEW bis.subscription_history AS
 SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, s.created_at,
        NULL::timestamptz AS notified_at, s.cancelled_at, NULL::bigint AS restock_event_id,
-       NULL::bigint AS notification_id
+       NULL::bigint AS notification_id, s.max_price
   FROM bis.subscriptions s
  WHERE s.status = 'active'
 UNION ALL
 SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, s.created_at,
-       NULL, s.cancelled_at, NULL, NULL
+       NULL, s.cancelled_at, NULL, NULL, s.max_price
   FROM bis.subscriptions s
  WHERE s.status <> 'active'
 UNION ALL
 SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channel,
        CASE WHEN n.unsubscribed_at IS NULL THEN 'notified' ELSE 'cancelled' END,
-       n.subscribed_at, n.created_at, n.unsubscribed_at, n.restock_event_id, n.id
+       n.subscribed_at, n.created_at, n.unsubscribed_at, n.restock_event_id, n.id, NULL
   FROM bis.notifications n
  WHERE n.kind = 'back_in_stock';
 COMMENT ON VIEW bis.subscription_history IS 'Every subscription: active, cancelled and expired ones from bis.subscriptions, and notified ones from the notification that used them (cancelled if the contact then unsubscribed through it)';
@@ -1085,6 +1175,28 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.expand(integer) IS 'Enqueues up to max_chunks chunks of the restocks still expanding or due for their next wave, as a bis.claim that finds nothing due does; for schedulers; returns how many notifications it enqueued';
+
+CREATE OR REPLACE FUNCTION bis._templates_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF (TG_OP <> 'INSERT' AND OLD.builtin) OR (TG_OP <> 'DELETE' AND NEW.builtin) THEN
+        RAISE EXCEPTION 'built-in templates cannot be changed' USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Insert a template of your own with the same kind, channel and locale: it takes precedence.';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    PERFORM bis._check_key('locale', NEW.locale);
+    NEW.locale := bis._canonical_locale(NEW.locale);
+    -- a template that cannot be rendered is refused now, not when a mailer claims
+    PERFORM bis.render(NEW.subject, '{}'), bis.render(NEW.body, '{}'), bis.render(NEW.body_html, '{}', true);
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION bis._templates_check() IS 'Trigger on bis.templates: keeps built-in rows unchanged and refuses templates that cannot be rendered';
 
 CREATE TYPE bis.message AS (
     id bigint,
@@ -1889,6 +2001,329 @@ COMMENT ON FUNCTION bis.push_targets(bigint[], text) IS 'The device tokens (push
 -- pg_dump keeps the addresses, as it keeps the contacts
 SELECT pg_catalog.pg_extension_config_dump('bis.push_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('bis.webpush_subscriptions', '');
+
+/*
+ * Answers for people: why (not) notified, dry runs, the queue and demand,
+ * a contact's view, a storefront's one call, previews
+ */
+
+CREATE FUNCTION bis.explain(contact_id text, sku text DEFAULT NULL)
+    RETURNS TABLE (subscription_id bigint, sku text, channel text, restock_event_id bigint,
+                   restocked_at timestamptz, outcome text, reason text)
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT h.id, h.sku, h.channel, e.id, e.occurred_at,
+           CASE WHEN e.id IS NULL THEN h.status
+                WHEN h.restock_event_id = e.id THEN 'notified'
+                WHEN e.expansion IN ('expanding', 'waiting') AND h.status = 'active'
+                     AND h.id > e.last_subscription_id AND h.id <= e.max_subscription_id
+                     AND (e.locale IS NULL OR h.locale = e.locale)
+                     AND (e.external_id IS NULL OR h.external_id = e.external_id) THEN 'not yet'
+                ELSE 'not notified' END,
+           CASE
+           WHEN e.id IS NULL THEN
+               CASE h.status WHEN 'active' THEN 'waiting: no restock of the SKU since it was made'
+                             WHEN 'cancelled' THEN format('cancelled on %s, before any restock', h.cancelled_at::date)
+                             ELSE 'expired before any restock (bis.subscription_ttl)' END
+           WHEN h.restock_event_id = e.id THEN
+               CASE n.status
+               WHEN 'sent' THEN format('enqueued by this restock and sent at %s', to_char(n.sent_at, 'YYYY-MM-DD HH24:MI'))
+               WHEN 'claimed' THEN format('enqueued by this restock; mailer %s is delivering it', n.claimed_by)
+               WHEN 'pending' THEN
+                   CASE WHEN n.status_reason IS NULL THEN 'enqueued by this restock; waiting for a mailer'
+                        ELSE format('enqueued by this restock; held by %s until %s', n.status_reason, to_char(n.available_at, 'YYYY-MM-DD HH24:MI')) END
+               WHEN 'dead' THEN format('enqueued by this restock; delivery failed %s times: %s', n.attempts, n.last_error)
+               WHEN 'suppressed' THEN format('enqueued by this restock; never sent: %s', CASE n.status_reason
+                   WHEN 'no_consent' THEN format('the contact withdrew consent for %s', n.channel)
+                   WHEN 'no_address' THEN format('the contact had no address for %s', n.channel)
+                   WHEN 'quiet_hours' THEN 'it fell in the quiet hours, which drop messages'
+                   WHEN 'frequency_cap' THEN 'the contact had had its messages for the day'
+                   ELSE n.status_reason END)
+               WHEN 'cancelled' THEN format('enqueued by this restock; cancelled: %s', n.status_reason)
+               WHEN 'expired' THEN 'enqueued by this restock; no mailer took it within bis.notification_ttl'
+               ELSE 'enqueued by this restock; purged since' END
+           WHEN e.locale IS NOT NULL AND h.locale IS DISTINCT FROM e.locale THEN
+               format('the restock was for locale %s, the subscription is for %s', e.locale,
+                      coalesce('locale ' || h.locale, 'no locale'))
+           WHEN e.external_id IS NOT NULL AND h.external_id IS DISTINCT FROM e.external_id THEN
+               format('the restock was for external id %s, the subscription is for %s', e.external_id,
+                      coalesce('external id ' || h.external_id, 'none'))
+           WHEN h.status = 'cancelled' AND h.cancelled_at < e.occurred_at THEN
+               format('cancelled on %s, before this restock', h.cancelled_at::date)
+           WHEN h.id > e.max_subscription_id THEN 'subscribed after the restock began: it waits for the next one'
+           WHEN e.held_back ? 'item_not_active' THEN 'the item was not active (draft or archived)'
+           WHEN e.held_back ? 'alerts_disabled' THEN 'alerts were off for the item'
+           WHEN h.status = 'expired' THEN 'the subscription had expired (bis.subscription_ttl)'
+           WHEN h.max_price IS NOT NULL AND e.held_back ? 'over_price' THEN
+               format('the item cost more than the subscription''s maximum price, %s', h.max_price)
+           WHEN e.wave = 0 AND e.expansion = 'stopped' THEN 'the stock did not stay for the restock dwell'
+           WHEN e.expansion = 'stopped' AND h.id > e.last_subscription_id THEN
+               'a later wave never came: the SKU sold out, or a later restock took over'
+           WHEN e.expansion = 'expanding' AND h.id > e.last_subscription_id THEN
+               'not yet: the restock is still being enqueued'
+           WHEN e.expansion = 'waiting' AND h.id > e.last_subscription_id THEN
+               format('not yet: its wave is due at %s, if the SKU is still in stock', to_char(e.next_wave_at, 'YYYY-MM-DD HH24:MI'))
+           ELSE 'not matched' END
+      FROM bis.subscription_history h
+      LEFT JOIN LATERAL (
+            SELECT r.* FROM bis.restock_events r
+             WHERE r.sku = h.sku AND r.occurred_at >= h.created_at
+               -- a notified one: the restocks up to the one that notified it
+               AND (h.restock_event_id IS NULL OR r.id <= h.restock_event_id)) e ON true
+      LEFT JOIN bis.notifications n ON n.id = h.notification_id
+     WHERE h.contact_id = explain.contact_id AND (explain.sku IS NULL OR h.sku = explain.sku)
+     ORDER BY h.created_at, h.id, e.id;
+$$;
+COMMENT ON FUNCTION bis.explain(text, text) IS 'For each of a contact''s subscriptions (of one SKU, or all), each restock of its SKU since it was made, and in plain words what happened and why, or why not';
+
+CREATE FUNCTION bis.dry_run(sku text, quantity bigint, locale text DEFAULT NULL, external_id text DEFAULT NULL)
+    RETURNS TABLE (contact_id text, channel text, subscription_id bigint, wave integer, outcome text, rule text)
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    item record;
+    level bigint;
+    threshold integer;
+    quota numeric;
+    ttl text := current_setting('bis.subscription_ttl');
+    quiet text := current_setting('bis.quiet_hours');
+    quiet_channels text[] := string_to_array(replace(current_setting('bis.quiet_hours_channels'), ' ', ''), ',');
+    cap integer := current_setting('bis.max_per_contact_day')::integer;
+    dwell interval;
+BEGIN
+    PERFORM bis._check_sku(dry_run.sku);
+    PERFORM bis._check_quantity(dry_run.quantity);
+    PERFORM bis._check_key('locale', dry_run.locale);
+    PERFORM bis._check_key('external_id', dry_run.external_id);
+    dry_run.locale := bis._canonical_locale(dry_run.locale);
+
+    -- read, never locked: nothing is written, nothing waits for this
+    SELECT i.* INTO item FROM bis.items i WHERE i.sku = dry_run.sku;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'no restock: item "%" does not exist', dry_run.sku;
+        RETURN;
+    END IF;
+    threshold := coalesce(item.threshold, current_setting('bis.default_threshold')::integer);
+    SELECT s.quantity INTO level FROM bis.stock_levels s
+     WHERE s.sku = dry_run.sku AND s.locale IS NOT DISTINCT FROM dry_run.locale
+       AND s.external_id IS NOT DISTINCT FROM dry_run.external_id;
+    IF dry_run.quantity < threshold OR level >= threshold THEN
+        RAISE NOTICE 'no restock: % goes from % to %, and its threshold is %', dry_run.sku,
+              coalesce(level::text, 'nothing'), dry_run.quantity, threshold;
+        RETURN;
+    END IF;
+    quota := coalesce(item.wave_per_unit, nullif(settings.wave_per_unit, 0))::numeric * dry_run.quantity;
+    dwell := coalesce(item.restock_dwell, nullif(current_setting('bis.restock_dwell'), '')::interval);
+
+    RETURN QUERY
+    WITH fired AS (
+        SELECT s.id, s.contact_id, s.channel, s.locale, s.external_id, s.created_at, s.max_price,
+               CASE WHEN dry_run.locale IS NOT NULL AND s.locale IS DISTINCT FROM dry_run.locale THEN 'other_locale'
+                    WHEN dry_run.external_id IS NOT NULL AND s.external_id IS DISTINCT FROM dry_run.external_id
+                        THEN 'other_external_id'
+                    WHEN item.status <> 'active' THEN 'item_not_active'
+                    WHEN NOT item.alerts_enabled THEN 'alerts_disabled'
+                    WHEN ttl NOT IN ('', '0') AND s.created_at < now() - ttl::interval THEN 'expired'
+                    WHEN s.max_price IS NOT NULL AND (item.price IS NULL OR item.price > s.max_price)
+                        THEN 'over_price'
+               END AS restock_rule
+          FROM bis.subscriptions s
+         WHERE s.sku = dry_run.sku AND s.status = 'active'
+    ), told AS (
+        SELECT f.*, row_number() OVER (PARTITION BY f.restock_rule IS NULL ORDER BY f.id) AS place
+          FROM fired f
+    )
+    SELECT t.contact_id, t.channel, t.id,
+           CASE WHEN t.restock_rule IS NULL THEN
+               CASE WHEN quota IS NULL THEN 1 ELSE ceil(t.place / quota)::integer END END,
+           CASE WHEN t.restock_rule IS NOT NULL THEN 'held back'
+                WHEN claim_rule IS NOT NULL THEN 'enqueued, then held at the claim'
+                WHEN dwell > interval '0' THEN format('told after the dwell of %s, if the stock stays', dwell)
+                WHEN quota IS NOT NULL AND t.place > quota THEN 'told in a later wave, if the stock stays'
+                ELSE 'told' END,
+           coalesce(t.restock_rule, claim_rule)
+      FROM told t
+      LEFT JOIN bis.contacts c ON c.contact_id = t.contact_id
+      LEFT JOIN bis.consents k ON k.contact_id = t.contact_id AND k.channel = t.channel
+      CROSS JOIN LATERAL (SELECT CASE
+               WHEN t.restock_rule IS NOT NULL THEN NULL
+               WHEN NOT k.granted THEN 'no_consent'
+               WHEN (t.channel = 'email' AND c.email IS NULL) OR (t.channel = 'sms' AND c.phone IS NULL) THEN 'no_address'
+               WHEN quiet <> '' AND t.channel = ANY (quiet_channels)
+                    AND bis._quiet_hours_end(now(), c.time_zone, quiet) IS NOT NULL THEN 'quiet_hours'
+               WHEN cap > 0 AND (SELECT count(*) FROM bis.notifications o
+                                  WHERE o.contact_id = t.contact_id
+                                    AND (o.status = 'claimed' OR (o.status = 'sent'
+                                         AND o.sent_at >= bis._local_day_start(now(), c.time_zone, 0)))) >= cap
+                   THEN 'frequency_cap'
+               END AS claim_rule) r
+     ORDER BY t.id;
+END
+$$;
+COMMENT ON FUNCTION bis.dry_run(text, bigint, text, text) IS 'Who would be told if that stock level were set now, in which wave, and who would be held back by which rule; computes without writing, locking rows or notifying';
+
+CREATE VIEW bis.queue_health AS
+SELECT n.channel, n.status, count(*) AS notifications,
+       now() - min(n.available_at) FILTER (WHERE n.status = 'pending' AND n.available_at <= now())
+           AS oldest_due_pending,
+       count(*) FILTER (WHERE n.status = 'claimed' AND n.claimed_until > now()) AS in_flight,
+       count(*) FILTER (WHERE n.status = 'claimed' AND n.claimed_until <= now()) AS lease_run_out,
+       count(*) FILTER (WHERE n.status IN ('dead', 'suppressed')
+                          AND coalesce(n.claimed_at, n.created_at) > now() - interval '24 hours') AS last_24h
+  FROM bis.notifications n
+ GROUP BY n.channel, n.status;
+COMMENT ON VIEW bis.queue_health IS 'The queue per channel and status: how many, the oldest due pending one''s wait, claims in flight, leases run out, dead and suppressed in the last 24 hours';
+
+CREATE VIEW bis.demand AS
+SELECT s.sku, s.locale, s.channel, count(*) AS waiting, now() - min(s.created_at) AS oldest_wait,
+       (SELECT sum(l.quantity) FROM bis.stock_levels l
+         WHERE l.sku = s.sku AND l.locale IS NOT DISTINCT FROM s.locale) AS stock,
+       (SELECT max(e.occurred_at) FROM bis.restock_events e WHERE e.sku = s.sku) AS last_restock
+  FROM bis.subscriptions s
+ WHERE s.status = 'active'
+ GROUP BY s.sku, s.locale, s.channel;
+COMMENT ON VIEW bis.demand IS 'Who waits for what: per SKU, locale and channel, the waiting subscriptions, the oldest wait, the stock in bis.stock_levels and the last restock';
+
+CREATE VIEW bis.recent_restocks AS
+SELECT e.id, e.occurred_at, e.sku, e.locale, e.external_id, e.old_quantity, e.new_quantity,
+       e.threshold, e.source_table, e.matched, e.enqueued, e.held_back, e.expansion, e.wave,
+       e.next_wave_at
+  FROM bis.restock_events e
+ WHERE e.occurred_at > now() - interval '7 days' OR e.expansion IN ('expanding', 'waiting');
+COMMENT ON VIEW bis.recent_restocks IS 'Restocks of the last seven days and those still going: what each matched, enqueued and held back by rule, and how far its expansion and waves are';
+
+CREATE VIEW bis.funnel AS
+SELECT h.sku, h.enqueued_at::date AS day,
+       count(*) AS notified,
+       count(h.sent_at) AS sent,
+       count(h.delivered_at) AS delivered,
+       count(h.opened_at) AS opened,
+       count(h.clicked_at) AS clicked,
+       count(h.converted_at) AS converted,
+       sum(h.amount) AS revenue
+  FROM bis.notification_history h
+ WHERE h.kind = 'back_in_stock'
+ GROUP BY h.sku, h.enqueued_at::date;
+COMMENT ON VIEW bis.funnel IS 'Per SKU and day of the restock: notified, sent, delivered, opened, clicked, converted, and the revenue of the conversions';
+
+CREATE FUNCTION bis.contact_notifications(contact_id text) RETURNS SETOF bis.notification_history
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT h.* FROM bis.notification_history h
+     WHERE h.contact_id = contact_notifications.contact_id
+     ORDER BY h.enqueued_at DESC, h.notification_id DESC;
+$$;
+COMMENT ON FUNCTION bis.contact_notifications(text) IS 'A contact''s notifications, newest first, with each step and the conversion';
+
+CREATE FUNCTION bis.subscribe_guest(email text, sku text, locale text DEFAULT NULL,
+                                    external_id text DEFAULT NULL, channel text DEFAULT 'email')
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    address text := lower(trim(subscribe_guest.email));
+    cid text;
+BEGIN
+    IF address IS NULL OR address = '' THEN
+        RAISE EXCEPTION 'email must not be null or empty' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the contact with that address, or a new one named by it
+    SELECT c.contact_id INTO cid FROM bis.contacts c WHERE lower(c.email) = address
+     ORDER BY c.created_at LIMIT 1;
+    IF NOT FOUND THEN
+        cid := bis.upsert_contact(address, email => address, locale => subscribe_guest.locale);
+    END IF;
+    RETURN bis.subscribe(cid, subscribe_guest.sku, subscribe_guest.locale, subscribe_guest.external_id,
+                         subscribe_guest.channel);
+END
+$$;
+COMMENT ON FUNCTION bis.subscribe_guest(text, text, text, text, text) IS 'A storefront''s one call: finds the contact by its email address (trimmed, lower case) or creates one named by it, and subscribes it; returns the subscription id';
+
+CREATE FUNCTION bis.preview(kind text, channel text, locale text, sku text, contact_id text DEFAULT NULL)
+    RETURNS TABLE (subject text, body text, body_html text)
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    item bis.items;
+    contact bis.contacts;
+    p jsonb;
+BEGIN
+    PERFORM bis._check_channel(preview.channel);
+    PERFORM bis._check_key('locale', preview.locale);
+    PERFORM bis._check_sku(preview.sku);
+    SELECT i.* INTO item FROM bis.items i WHERE i.sku = preview.sku;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'item "%" does not exist', preview.sku USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF preview.contact_id IS NOT NULL THEN
+        SELECT c.* INTO contact FROM bis.contacts c WHERE c.contact_id = preview.contact_id;
+        IF NOT FOUND THEN
+            PERFORM bis._check_contact(preview.contact_id);
+        END IF;
+    ELSE
+        contact.contact_id := 'preview';
+        contact.first_name := 'Alex';
+        contact.email := 'alex@example.com';
+        contact.phone := '+46 70 000 00 00';
+    END IF;
+    -- the payload a claim builds (src/message.c), for this item and contact now
+    p := jsonb_build_object(
+        'item', jsonb_build_object('sku', item.sku, 'title', item.title, 'url', item.url,
+                                   'image_url', item.image_url, 'price', item.price,
+                                   'compare_at_price', item.compare_at_price, 'currency', item.currency,
+                                   'category', item.category, 'attributes', item.attributes),
+        'stock', jsonb_build_object('quantity', NULL, 'locale', bis._canonical_locale(preview.locale),
+                                    'external_id', NULL),
+        'contact', jsonb_build_object('id', contact.contact_id, 'first_name', contact.first_name,
+                                      'locale', contact.locale),
+        'subscription', jsonb_build_object('id', NULL, 'locale', bis._canonical_locale(preview.locale),
+                                           'external_id', NULL, 'created_at', now()),
+        'channel', preview.channel,
+        'address', CASE preview.channel WHEN 'email' THEN contact.email WHEN 'sms' THEN contact.phone END,
+        'locale', coalesce(contact.locale, bis._canonical_locale(preview.locale)),
+        'unsubscribe_url', nullif(current_setting('bis.unsubscribe_url'), '') || 'PREVIEW',
+        'unsubscribe_all_url', nullif(current_setting('bis.unsubscribe_url'), '') || 'PREVIEW');
+    RETURN QUERY
+    SELECT bis.render(t.subject, p), bis.render(t.body, p), bis.render(t.body_html, p, true)
+      FROM bis._template(preview.kind, preview.channel, p->>'locale', (bis._settings()).default_locale) t;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no template for kind "%" and channel "%"', preview.kind, preview.channel
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis.preview(text, text, text, text, text) IS 'What a message of that kind, channel and locale about that item would say now, to that contact or a sample one';
+
+-- an item with history is archived, not deleted: its subscriptions and
+-- notifications would go with it
+CREATE FUNCTION bis._items_delete_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF EXISTS (SELECT FROM bis.subscriptions s WHERE s.sku = OLD.sku)
+       OR EXISTS (SELECT FROM bis.restock_events e WHERE e.sku = OLD.sku) THEN
+        RAISE EXCEPTION 'cannot delete item "%": it has subscriptions or restocks', OLD.sku
+            USING ERRCODE = 'dependent_objects_still_exist',
+            HINT = format('Archive it instead: SELECT bis.upsert_items(''[{"sku": "%s", "status": "archived"}]'').', OLD.sku);
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION bis._items_delete_check() IS 'Trigger on bis.items: refuses to delete an item that has subscriptions or restocks, which would lose their history';
+CREATE TRIGGER items_delete_check BEFORE DELETE ON bis.items
+    FOR EACH ROW EXECUTE FUNCTION bis._items_delete_check();
 
 COMMENT ON FUNCTION bis.render(text, jsonb, boolean) IS 'Fills the {{path}}, {{path|fallback}} and {{url:path}} placeholders of a template from a payload; with html, values are HTML-escaped; url: renders only http and https addresses';
 

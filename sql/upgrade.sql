@@ -27,7 +27,11 @@ VALUES (1, 'u1', 'U-1', 'sv-SE', NULL, 'email', 'notified', '2026-01-01 08:00:00
         '2026-02-01 10:00:00+00', NULL, 1),
        (3, 'u3', 'U-1', NULL, NULL, 'email', 'active', '2026-01-03 08:00:00+00', NULL, NULL, NULL),
        (4, 'u3', 'U-1', 'en', NULL, 'sms', 'cancelled', '2026-01-04 08:00:00+00', NULL,
-        '2026-01-05 08:00:00+00', NULL);
+        '2026-01-05 08:00:00+00', NULL),
+       -- one locale written two ways: one active subscription once canonical
+       (5, 'u1', 'U-1', 'fi_fi', NULL, 'email', 'active', '2026-01-06 08:00:00+00', NULL, NULL, NULL),
+       (6, 'u1', 'U-1', 'FI-fi', NULL, 'email', 'active', '2026-01-07 08:00:00+00', NULL, NULL, NULL);
+UPDATE bis.contacts SET locale = 'sv_se' WHERE contact_id = 'u1';
 INSERT INTO bis.notifications (id, kind, status, subscription_id, restock_event_id, contact_id, sku,
                                channel, payload, attempts, created_at, available_at, claimed_by,
                                sent_at)
@@ -43,7 +47,7 @@ VALUES (1, 'back_in_stock', 'sent', 1, 1, 'u1', 'U-1', 'email',
                            "created_at": "2026-01-02T08:00:00+00:00"},
           "channel": "email", "address": "u2@example.com", "locale": null}',
         0, now() - interval '1 hour', now() - interval '1 hour', NULL, NULL);
-SELECT setval('bis.subscriptions_id_seq', 4), setval('bis.notifications_id_seq', 2),
+SELECT setval('bis.subscriptions_id_seq', 6), setval('bis.notifications_id_seq', 2),
        setval('bis.restock_events_id_seq', 1);
 
 -- what a shop has granted its mailer and its admin, and a table of its own it tracks
@@ -64,6 +68,9 @@ SELECT extversion, extnamespace::regnamespace FROM pg_extension WHERE extname = 
 SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS member
   FROM pg_depend d WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'bis')
    AND d.deptype = 'e' AND d.classid = 'pg_namespace'::regclass;
+-- locales are canonical; what became a duplicate active subscription is cancelled
+SELECT id, locale, status FROM bis.subscriptions WHERE id >= 5 ORDER BY id;
+SELECT contact_id, locale FROM bis.contacts WHERE contact_id = 'u1';
 -- each notification keeps what its subscription held, from the payload it had
 SELECT id, status, subscription_id, restock_event_id, contact_id, locale, external_id, subscribed_at,
        attempts, sent_at IS NOT NULL AS sent

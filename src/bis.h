@@ -90,12 +90,15 @@ typedef struct Matches
 	int			n_expired;		/* subscriptions too old to fire */
 	ItemPointerData *expired_tids;	/* their rows, when asked for */
 	int			n_over_price;	/* subscriptions whose maximum price is lower */
+	int			n_other_locale; /* of another locale, or none, than the restock's */
+	int			n_other_external_id;	/* of another external id, or none */
 } Matches;
 
 extern void match_subscriptions(Datum sku, const MatchFilter *filter,
 								int64 after_id, int64 upto_id, int64 limit,
 								bool want_tids, Matches *matches);
 extern int64 newest_active_subscription(Datum sku);
+extern text *canonical_locale(text *locale);
 
 /* The delivery rules checked at claim (rules.c) */
 typedef enum RuleAction

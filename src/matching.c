@@ -106,6 +106,56 @@ text_matches(TupleTableSlot *slot, AttrNumber attnum, Datum value)
 											 d, value));
 }
 
+/*
+ * A locale in its canonical case (BCP 47): language lower case, script title
+ * case, region upper case, the rest lower case, subtags joined by hyphens, so
+ * that "sv_se", "SV-se" and "sv-SE" are one locale.  Stored locales are
+ * canonical, and so is what a tracked table's row says when bis reads it.
+ */
+text *
+canonical_locale(text *locale)
+{
+	int			len = VARSIZE_ANY_EXHDR(locale);
+	const char *in = VARDATA_ANY(locale);
+	text	   *result = (text *) palloc(VARHDRSZ + len);
+	char	   *out = VARDATA(result);
+	int			start = 0;
+	bool		first = true;
+
+	SET_VARSIZE(result, VARHDRSZ + len);
+	while (start <= len)
+	{
+		int			end = start;
+		int			i;
+
+		while (end < len && in[end] != '-' && in[end] != '_')
+			end++;
+		for (i = start; i < end; i++)
+		{
+			int			n = end - start;
+			bool		upper = !first && (n == 2 || (n == 4 && i == start));
+
+			out[i] = upper ? pg_toupper((unsigned char) in[i]) : pg_tolower((unsigned char) in[i]);
+		}
+		if (end < len)
+			out[end] = '-';
+		first = false;
+		start = end + 1;
+	}
+	return result;
+}
+
+/*
+ * bis._canonical_locale(locale text) returns text
+ */
+PG_FUNCTION_INFO_V1(bis__canonical_locale);
+
+Datum
+bis__canonical_locale(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(canonical_locale(PG_GETARG_TEXT_PP(0)));
+}
+
 /* Whether the item's price (0: unknown) is above the subscription's maximum */
 static bool
 over_price(TupleTableSlot *slot, AttrNumber attnum, Datum price)
@@ -152,6 +202,8 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 	m->n_expired = 0;
 	m->expired_tids = NULL;
 	m->n_over_price = 0;
+	m->n_other_locale = 0;
+	m->n_other_external_id = 0;
 	if (limit <= 0)
 		return;
 
@@ -181,10 +233,18 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 		id = DatumGetInt64(slot_getattr(slot, ai.id, &isnull));
 		if (upto_id >= 0 && id > upto_id)
 			break;
-		if (!text_matches(slot, ai.locale, f->locale) ||
-			!text_matches(slot, ai.external_id, f->external_id))
-			continue;
 		m->last_id = id;
+		/* Voyado's rules leave it waiting: counted, so that the event says so */
+		if (!text_matches(slot, ai.locale, f->locale))
+		{
+			m->n_other_locale++;
+			continue;
+		}
+		if (!text_matches(slot, ai.external_id, f->external_id))
+		{
+			m->n_other_external_id++;
+			continue;
+		}
 		if (f->created_before != 0 &&
 			DatumGetTimestampTz(slot_getattr(slot, ai.created_at, &isnull)) < f->created_before)
 		{

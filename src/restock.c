@@ -147,9 +147,9 @@ static const char dwell_sql[] =
  * table, $8 the rows found, $9 whether there may be more, $10 the first
  * wave's size (NULL: no waves), $11 the SKU's newest active subscription, $12
  * the last one passed, $13 bis.wave_interval, $14 the rows found too old, $15
- * the subscriptions held back by their maximum price.  A restock of the same
- * stock still under way is taken over by this one.  Returns the number
- * enqueued.
+ * the subscriptions held back by their maximum price, $16 and $17 those of
+ * another locale and another external id.  A restock of the same stock still
+ * under way is taken over by this one.  Returns the number enqueued.
  */
 static const char first_chunk_sql[] =
 "WITH ev AS (SELECT pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass) AS id"
@@ -165,7 +165,9 @@ USED_AND_MADE("$1", "$8", "$14", "false", "NULL::pg_catalog.text", "NULL::pg_cat
 "         wave_quota, next_wave_at)"
 " SELECT ev.id, $1, $2, $3, $4, $5, $6, $7,"
 "        c.n OPERATOR(pg_catalog.+) c.expired OPERATOR(pg_catalog.+) $15, c.n,"
-"        bis._held_back(bis._held_back('{}', 'expired', c.expired), 'over_price', $15),"
+"        bis._held_back(bis._held_back(bis._held_back(bis._held_back('{}',"
+"            'expired', c.expired), 'over_price', $15), 'other_locale', $16),"
+"            'other_external_id', $17),"
 "        CASE WHEN NOT $9 THEN 'done'"
 "             WHEN $10 OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0 THEN 'waiting'"
 "             ELSE 'expanding' END,"
@@ -181,9 +183,9 @@ USED_AND_MADE("$1", "$8", "$14", "false", "NULL::pg_catalog.text", "NULL::pg_cat
  * A later chunk, after the stock transaction: $1 the restock event, $2 sku,
  * $3 the rows found, $4 whether there may be more, $5 the last subscription
  * passed, $6 worker, $7 lease, $8 channels, $9 bis.wave_interval, $10 the
- * rows found too old, $11 the subscriptions held back by their maximum price.
- * Returns the number enqueued, those left pending, and the ids claimed by
- * worker.
+ * rows found too old, $11 the subscriptions held back by their maximum price,
+ * $12 and $13 those of another locale and another external id.  Returns the
+ * number enqueued, those left pending, and the ids claimed by worker.
  */
 static const char next_chunk_sql[] =
 "WITH ev AS (SELECT $1::pg_catalog.int8 AS id), "
@@ -194,8 +196,9 @@ USED_AND_MADE("$2", "$3", "$10",
 " UPDATE bis.restock_events e"
 "    SET matched = e.matched OPERATOR(pg_catalog.+) c.n OPERATOR(pg_catalog.+) c.expired"
 "                  OPERATOR(pg_catalog.+) $11,"
-"        held_back = bis._held_back(bis._held_back(e.held_back, 'expired', c.expired),"
-"                                   'over_price', $11),"
+"        held_back = bis._held_back(bis._held_back(bis._held_back(bis._held_back(e.held_back,"
+"            'expired', c.expired), 'over_price', $11), 'other_locale', $12),"
+"            'other_external_id', $13),"
 "        enqueued = e.enqueued OPERATOR(pg_catalog.+) c.n,"
 "        last_subscription_id = $5,"
 "        wave_quota = e.wave_quota OPERATOR(pg_catalog.-) c.n,"
@@ -581,8 +584,8 @@ int
 restock(Oid as_owner_of, const Crossing *c)
 {
 	AsRole		as;
-	Datum		values[15];
-	char		nulls[15];
+	Datum		values[17];
+	char		nulls[17];
 	Datum		item[5];
 	bool		item_null[5];
 	const char *held_by = NULL;
@@ -658,9 +661,9 @@ restock(Oid as_owner_of, const Crossing *c)
 	}
 	else
 	{
-		Oid			argtypes[15] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		Oid			argtypes[17] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 			INT4OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID, INT8OID, INT8OID,
-		INTERVALOID, TIDARRAYOID, INT4OID};
+		INTERVALOID, TIDARRAYOID, INT4OID, INT4OID, INT4OID};
 		bool		has_quota = !item_null[T_WAVE_PER_UNIT];
 		bool		isnull;
 
@@ -680,7 +683,9 @@ restock(Oid as_owner_of, const Crossing *c)
 		values[12] = interval_seconds(bis_wave_interval);
 		values[13] = tids_datum(m.expired_tids, m.n_expired);
 		values[14] = Int32GetDatum(m.n_over_price);
-		execute_kept(&first_chunk_plan, first_chunk_sql, 15, argtypes, values, nulls,
+		values[15] = Int32GetDatum(m.n_other_locale);
+		values[16] = Int32GetDatum(m.n_other_external_id);
+		execute_kept(&first_chunk_plan, first_chunk_sql, 17, argtypes, values, nulls,
 					 SPI_OK_INSERT_RETURNING);
 		enqueued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
@@ -728,15 +733,15 @@ bis__expand(PG_FUNCTION_ARGS)
 	bool		isnull;
 	MatchFilter f;
 	Matches		m;
-	Datum		values[11];
-	char		nulls[11];
+	Datum		values[13];
+	char		nulls[13];
 	Datum		result[2];
 	bool		result_nulls[2] = {false, false};
 	int			pending;
 	int			nestlevel;
-	Oid			argtypes[11] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
+	Oid			argtypes[13] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
 		TEXTOID, INTERVALOID, TEXTARRAYOID, INTERVALOID, TIDARRAYOID,
-	INT4OID};
+	INT4OID, INT4OID, INT4OID};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "bis._expand needs a restock event and a chunk size");
@@ -794,7 +799,9 @@ bis__expand(PG_FUNCTION_ARGS)
 	values[8] = interval_seconds(bis_wave_interval);
 	values[9] = tids_datum(m.expired_tids, m.n_expired);
 	values[10] = Int32GetDatum(m.n_over_price);
-	execute_kept(&next_chunk_plan, next_chunk_sql, 11, argtypes, values, nulls,
+	values[11] = Int32GetDatum(m.n_other_locale);
+	values[12] = Int32GetDatum(m.n_other_external_id);
+	execute_kept(&next_chunk_plan, next_chunk_sql, 13, argtypes, values, nulls,
 				 SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "restock event " INT64_FORMAT " could not be updated",

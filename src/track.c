@@ -581,7 +581,10 @@ bis__current_stock(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(1);
 	if (cols.locale != InvalidAttrNumber)
 	{
-		appendStringInfo(&sql, " AND %s::pg_catalog.text IS NOT DISTINCT FROM $%d",
+		/* the restock's locale is canonical: compare as canonical forms are */
+		appendStringInfo(&sql,
+						 " AND pg_catalog.lower(pg_catalog.replace(%s::pg_catalog.text, '_', '-'))"
+						 " IS NOT DISTINCT FROM pg_catalog.lower($%d)",
 						 quote_identifier(names[2]), nargs + 1);
 		values[nargs] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 		nulls[nargs++] = PG_ARGISNULL(2) ? 'n' : ' ';

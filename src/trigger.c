@@ -408,6 +408,8 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 
 	c.source = tt->source;
 	c.locale = read_text(newtuple, tupdesc, tt->cols.locale);
+	if (c.locale != (Datum) 0)
+		c.locale = PointerGetDatum(canonical_locale(DatumGetTextPP(c.locale)));
 	c.external_id = read_text(newtuple, tupdesc, tt->cols.external_id);
 	restock(fcinfo->flinfo->fn_oid, &c);
 

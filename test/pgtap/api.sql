@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(135);
+SELECT plan(157);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -24,7 +24,21 @@ INSERT INTO api VALUES
    'contact_id text, sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, '
    'channel text DEFAULT ''email''::text, max_price numeric DEFAULT NULL::numeric'),
   ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
+  ('unsubscribe', '{text,text}', 'integer', '{contact_id,sku}', 'contact_id text, sku text'),
   ('unsubscribe_by_token', '{text}', 'integer', '{token}', 'token text'),
+  ('explain', '{text,text}', 'setof record',
+   '{contact_id,sku,subscription_id,sku,channel,restock_event_id,restocked_at,outcome,reason}',
+   'contact_id text, sku text DEFAULT NULL::text'),
+  ('dry_run', '{text,bigint,text,text}', 'setof record',
+   '{sku,quantity,locale,external_id,contact_id,channel,subscription_id,wave,outcome,rule}',
+   'sku text, quantity bigint, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text'),
+  ('contact_notifications', '{text}', 'setof bis.notification_history', '{contact_id}', 'contact_id text'),
+  ('subscribe_guest', '{text,text,text,text,text}', 'bigint', '{email,sku,locale,external_id,channel}',
+   'email text, sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, '
+   'channel text DEFAULT ''email''::text'),
+  ('preview', '{text,text,text,text,text}', 'setof record',
+   '{kind,channel,locale,sku,contact_id,subject,body,body_html}',
+   'kind text, channel text, locale text, sku text, contact_id text DEFAULT NULL::text'),
   ('record_event', '{bigint,text,"timestamp with time zone",text,jsonb}', 'boolean',
    '{notification_id,event,occurred_at,provider_event_id,detail}',
    'notification_id bigint, event text, occurred_at timestamp with time zone DEFAULT now(), '
@@ -83,9 +97,11 @@ SELECT has_table('bis', t, format('table bis.%s exists', t))
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
 SELECT has_view('bis', 'notification_history', 'view bis.notification_history exists');
+SELECT has_view('bis', v, format('view bis.%s exists', v))
+  FROM unnest(ARRAY['queue_health', 'demand', 'recent_restocks', 'funnel']::name[]) v;
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
--- each public function: exists with these argument types, returns, argument names (28 x 3)
+-- each public function: exists with these argument types, returns, argument names (34 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -99,8 +115,8 @@ SELECT is((SELECT p.proargnames FROM pg_proc p
 SELECT results_eq(
   $$SELECT a.name::text, pg_get_function_arguments(to_regprocedure(
              format('bis.%s(%s)', a.name, array_to_string(a.args, ','))))
-      FROM api a ORDER BY a.name$$,
-  $$SELECT name::text, signature FROM api ORDER BY name$$,
+      FROM api a ORDER BY 1, 2$$,
+  $$SELECT name::text, signature FROM api ORDER BY 1, 2$$,
   'the public functions have the documented defaults');
 
 -- everything in bis that does not start with "_" is the public API; the rest is internal

@@ -8,6 +8,8 @@ OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/rend
 DATA = sql/bis--$(EXTVERSION).sql $(filter-out sql/bis--$(EXTVERSION).sql, $(wildcard sql/bis--*.sql)) \
        bis--0.1.control
 EXTRA_CLEAN = sql/bis--$(EXTVERSION).sql
+# bis's metrics for prometheus-postgres-exporter, into pg_config --docdir
+DOCS = monitoring/postgres-exporter-queries.yaml
 PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track stock_levels errors render queue purge \

@@ -36,6 +36,7 @@ suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql
 suite "pgbench concurrency" test/concurrency.sh
 suite "crash in the middle of an expansion" test/restart.sh
 suite "pg_dump and pg_restore" test/dump.sh
+suite "prometheus-postgres-exporter with bis's queries" test/exporter.sh
 suite "bis-mailer end to end" test/mailer.sh
 
 echo "bis: $passed passed, $failed failed"

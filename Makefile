@@ -13,7 +13,7 @@ DOCS = monitoring/postgres-exporter-queries.yaml
 PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track stock_levels errors render queue purge \
-          expansion waves message rules lifecycle answers push security upgrade
+          expansion waves message rules lifecycle answers trust push security upgrade
 ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion wakeup thresholds_cache rules
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 

@@ -879,6 +879,39 @@ COMMENT ON COLUMN bis.subscriptions.created_at IS 'When the contact subscribed';
 COMMENT ON COLUMN bis.subscriptions.cancelled_at IS 'When it was cancelled';
 COMMENT ON COLUMN bis.subscriptions.max_price IS 'Only a restock at which the item costs at most this fires it; NULL: any price';
 
+CREATE FUNCTION bis._take_signup(sku text) RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'bis__take_signup';
+COMMENT ON FUNCTION bis._take_signup(text) IS 'Whether bis.signup_rate has room for one more subscription to the SKU now, counting it if so';
+
+CREATE FUNCTION bis._check_signup_limits(contact_id text, sku text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    most integer := current_setting('bis.max_subscriptions_per_contact')::integer;
+    waiting bigint;
+BEGIN
+    IF most > 0 THEN
+        SELECT count(*) INTO waiting FROM bis.subscriptions s
+         WHERE s.contact_id = _check_signup_limits.contact_id AND s.status = 'active';
+        IF waiting >= most THEN
+            RAISE EXCEPTION 'contact "%" has % waiting subscriptions, the most allowed', contact_id, waiting
+                USING ERRCODE = 'program_limit_exceeded',
+                DETAIL = format('bis.max_subscriptions_per_contact is %s.', most),
+                HINT = 'Cancel one of them first, or let a restock use it.';
+        END IF;
+    END IF;
+    IF NOT bis._take_signup(sku) THEN
+        RAISE EXCEPTION 'too many sign-ups for SKU "%" just now', sku
+            USING ERRCODE = 'program_limit_exceeded',
+            DETAIL = format('bis.signup_rate is %s.', current_setting('bis.signup_rate')),
+            HINT = 'Try again later.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_signup_limits(text, text) IS 'Raises an error when a new subscription would pass bis.max_subscriptions_per_contact or bis.signup_rate';
+
 CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NULL,
                               external_id text DEFAULT NULL, channel text DEFAULT 'email',
                               max_price numeric DEFAULT NULL)
@@ -942,6 +975,15 @@ BEGIN
     -- a concurrent subscribe of the same waits here and then finds this one;
     -- subscribing again sets the maximum price anew
     FOR attempt IN 1..3 LOOP
+        -- a new subscription within the sign-up limits; the same again is no new one
+        IF attempt = 1 AND NOT EXISTS (
+               SELECT FROM bis.subscriptions s
+                WHERE s.contact_id = subscribe.contact_id AND s.sku = subscribe.sku
+                  AND s.locale IS NOT DISTINCT FROM subscribe.locale
+                  AND s.external_id IS NOT DISTINCT FROM subscribe.external_id
+                  AND s.channel = subscribe.channel AND s.status = 'active') THEN
+            PERFORM bis._check_signup_limits(subscribe.contact_id, subscribe.sku);
+        END IF;
         INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel, max_price)
         VALUES (subscribe.contact_id, subscribe.sku, subscribe.locale, subscribe.external_id,
                 subscribe.channel, subscribe.max_price)
@@ -2547,6 +2589,288 @@ $$;
 COMMENT ON FUNCTION bis._items_delete_check() IS 'Trigger on bis.items: refuses to delete an item that has subscriptions or restocks, which would lose their history';
 CREATE TRIGGER items_delete_check BEFORE DELETE ON bis.items
     FOR EACH ROW EXECUTE FUNCTION bis._items_delete_check();
+
+/*
+ * Trust: roles by duty, the storefront's own calls, privacy
+ */
+
+-- what each duty may do, in one place: bis.grant and bis.revoke read it
+CREATE FUNCTION bis._duty_privileges(duty text, OUT kind text, OUT object text, OUT privilege text)
+    RETURNS SETOF record
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH functions(duty, object) AS (VALUES
+        -- the shop: catalog, contacts, stock, subscriptions, what happened after
+        ('application', 'bis.upsert_items(jsonb)'),
+        ('application', 'bis.upsert_contact(text, text, text, text, text, text)'),
+        ('application', 'bis.set_stock(text, integer, text, text)'),
+        ('application', 'bis.put_stock_levels(jsonb)'),
+        ('application', 'bis.subscribe(text, text, text, text, text, numeric)'),
+        ('application', 'bis.subscribe_guest(text, text, text, text, text)'),
+        ('application', 'bis.unsubscribe(bigint)'),
+        ('application', 'bis.unsubscribe(text, text)'),
+        ('application', 'bis.unsubscribe_by_token(text)'),
+        ('application', 'bis.set_consent(text, text, boolean, text)'),
+        ('application', 'bis.clear_address(text, text)'),
+        ('application', 'bis.add_push_token(text, text, text)'),
+        ('application', 'bis.remove_push_token(text, text, text)'),
+        ('application', 'bis.add_webpush_subscription(text, jsonb)'),
+        ('application', 'bis.remove_webpush_subscription(text, text)'),
+        ('application', 'bis.contact_subscriptions(text)'),
+        ('application', 'bis.contact_notifications(text)'),
+        ('application', 'bis.record_event(bigint, text, timestamptz, text, jsonb)'),
+        ('application', 'bis.record_purchase(text, text, text, integer, numeric, text, timestamptz)'),
+        ('application', 'bis.explain(text, text)'),
+        ('application', 'bis.dry_run(text, bigint, text, text)'),
+        ('application', 'bis.preview(text, text, text, text, text)'),
+        ('application', 'bis.track(regclass, name, name, name, name)'),
+        ('application', 'bis.untrack(regclass)'),
+        ('application', 'bis.track_orders(regclass, name, name, name, name, name, name, name)'),
+        ('application', 'bis._order_trigger()'),
+        -- the mailers: the queue, and what their providers say
+        ('mailer', 'bis.claim(text, integer, interval, text[])'),
+        ('mailer', 'bis.ack(bigint[], text)'),
+        ('mailer', 'bis.fail(bigint, text, boolean, text)'),
+        ('mailer', 'bis.release(bigint[], text)'),
+        ('mailer', 'bis.push_targets(bigint[], text)'),
+        ('mailer', 'bis.remove_push_token(text, text, text)'),
+        ('mailer', 'bis.remove_webpush_subscription(text, text)'),
+        ('mailer', 'bis.record_event(bigint, text, timestamptz, text, jsonb)'),
+        -- a storefront: the shopper's own subscriptions, and a guest's
+        ('storefront', 'bis.my_subscribe(text, text, text, text)'),
+        ('storefront', 'bis.my_subscriptions()'),
+        ('storefront', 'bis.my_unsubscribe(bigint)'),
+        ('storefront', 'bis.subscribe_guest(text, text, text, text, text)'),
+        ('storefront', 'bis.unsubscribe_by_token(text)'),
+        -- an admin: what the others may, and the queue's and templates' upkeep
+        ('admin', 'bis.requeue(bigint[])'),
+        ('admin', 'bis.expand(integer)'),
+        ('admin', 'bis.purge(interval)'),
+        ('admin', 'bis.render(text, jsonb, boolean)'),
+        ('admin', 'bis.erase_contact(text)'),
+        ('admin', 'bis.export_contact(text)'))
+    SELECT 'schema', 'bis', 'USAGE'
+    UNION ALL
+    SELECT 'function', f.object, 'EXECUTE' FROM functions f
+     WHERE f.duty = _duty_privileges.duty
+        OR (_duty_privileges.duty = 'admin' AND f.duty IN ('application', 'mailer', 'storefront'))
+    UNION ALL
+    -- reading bis's tables and views: the application and the admin, never the signing key
+    SELECT 'table', 'bis.' || t, 'SELECT'
+      FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
+                        'restock_events', 'notifications', 'templates', 'send_windows',
+                        'delivery_events', 'purchases', 'push_tokens', 'webpush_subscriptions',
+                        'tracked_tables', 'subscription_history', 'notification_history',
+                        'queue_health', 'demand', 'recent_restocks', 'funnel']) t
+     WHERE _duty_privileges.duty IN ('application', 'admin')
+    UNION ALL
+    SELECT 'table', 'bis.templates', p FROM unnest(ARRAY['INSERT', 'UPDATE', 'DELETE']) p
+     WHERE _duty_privileges.duty = 'admin'
+    UNION ALL
+    -- the settings that only a superuser may set otherwise
+    SELECT 'parameter', s.name, 'SET' FROM pg_catalog.pg_settings s
+     WHERE _duty_privileges.duty = 'admin' AND s.name LIKE 'bis.%' AND s.context = 'superuser';
+$$;
+COMMENT ON FUNCTION bis._duty_privileges(text) IS 'The privileges each duty needs: application, mailer, storefront, admin';
+
+CREATE FUNCTION bis._check_duty(role regrole, duty text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF role IS NULL OR duty IS NULL THEN
+        RAISE EXCEPTION 'role and duty must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF duty NOT IN ('application', 'mailer', 'storefront', 'admin') THEN
+        RAISE EXCEPTION 'unrecognized duty "%"', left(duty, 100) USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The duties are application, mailer, storefront and admin.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_duty(regrole, text) IS 'Raises an error for a NULL role or an unrecognized duty';
+
+CREATE FUNCTION bis.grant(role regrole, duty text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p record;
+BEGIN
+    PERFORM bis._check_duty(role, duty);
+    PERFORM bis._settings();    -- the settings exist once the library is loaded
+    FOR p IN SELECT * FROM bis._duty_privileges(duty) LOOP
+        EXECUTE format('GRANT %s ON %s %s TO %I', p.privilege, upper(p.kind), p.object, role::text);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis.grant(regrole, text) IS 'Grants a role what a duty needs and nothing more: application, mailer, storefront or admin; run it as bis''s owner';
+
+CREATE FUNCTION bis.revoke(role regrole, duty text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p record;
+BEGIN
+    PERFORM bis._check_duty(role, duty);
+    PERFORM bis._settings();
+    FOR p IN SELECT * FROM bis._duty_privileges(duty) LOOP
+        EXECUTE format('REVOKE %s ON %s %s FROM %I', p.privilege, upper(p.kind), p.object, role::text);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis.revoke(regrole, text) IS 'Revokes what bis.grant granted a role for a duty (a privilege another duty of the role also needs goes too: grant that duty again)';
+
+-- the shopper a request is authenticated as: the sub claim PostgREST sets
+CREATE FUNCTION bis._shopper() RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    sub text;
+BEGIN
+    BEGIN
+        sub := nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub';
+    EXCEPTION WHEN invalid_text_representation THEN
+        sub := NULL;
+    END;
+    IF sub IS NULL OR sub = '' THEN
+        RAISE EXCEPTION 'no authenticated shopper' USING ERRCODE = 'insufficient_privilege',
+            HINT = 'The API layer sets request.jwt.claims per request, with the shopper''s contact id as "sub", as PostgREST does.';
+    END IF;
+    RETURN sub;
+END
+$$;
+COMMENT ON FUNCTION bis._shopper() IS 'The contact id a request is authenticated as (the sub claim of request.jwt.claims); an error without one';
+
+CREATE FUNCTION bis.my_subscribe(sku text, locale text DEFAULT NULL, external_id text DEFAULT NULL,
+                                 channel text DEFAULT 'email')
+    RETURNS bigint
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT bis.subscribe(bis._shopper(), my_subscribe.sku, my_subscribe.locale, my_subscribe.external_id,
+                         my_subscribe.channel);
+$$;
+COMMENT ON FUNCTION bis.my_subscribe(text, text, text, text) IS 'Subscribes the authenticated shopper (request.jwt.claims sub) to a SKU; for storefronts';
+
+CREATE FUNCTION bis.my_subscriptions() RETURNS SETOF bis.subscription_history
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT * FROM bis.contact_subscriptions(bis._shopper());
+$$;
+COMMENT ON FUNCTION bis.my_subscriptions() IS 'The authenticated shopper''s subscriptions, newest first; for storefronts';
+
+CREATE FUNCTION bis.my_unsubscribe(subscription_id bigint) RETURNS boolean
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH cancelled AS (
+        UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+         WHERE s.id = my_unsubscribe.subscription_id AND s.contact_id = bis._shopper()
+           AND s.status = 'active'
+        RETURNING 1)
+    SELECT count(*) > 0 FROM cancelled;
+$$;
+COMMENT ON FUNCTION bis.my_unsubscribe(bigint) IS 'Cancels one of the authenticated shopper''s waiting subscriptions; false for one that is not theirs or not waiting; for storefronts';
+
+-- a person's data, given or erased (GDPR access and erasure requests)
+CREATE FUNCTION bis.export_contact(contact_id text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    PERFORM bis._check_contact(export_contact.contact_id);
+    RETURN jsonb_build_object(
+        'contact', (SELECT to_jsonb(c) FROM bis.contacts c WHERE c.contact_id = export_contact.contact_id),
+        'consents', coalesce((SELECT jsonb_agg(to_jsonb(k) - 'contact_id' ORDER BY k.channel)
+                                FROM bis.consents k WHERE k.contact_id = export_contact.contact_id), '[]'),
+        'subscriptions', coalesce((SELECT jsonb_agg(to_jsonb(h) - 'contact_id' ORDER BY h.created_at, h.id)
+                                     FROM bis.subscription_history h
+                                    WHERE h.contact_id = export_contact.contact_id), '[]'),
+        'notifications', coalesce((SELECT jsonb_agg(to_jsonb(n) - 'contact_id' ORDER BY n.notification_id)
+                                     FROM bis.notification_history n
+                                    WHERE n.contact_id = export_contact.contact_id), '[]'),
+        'delivery_events', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.id)
+                                       FROM bis.delivery_events d JOIN bis.notifications n ON n.id = d.notification_id
+                                      WHERE n.contact_id = export_contact.contact_id), '[]'),
+        'purchases', coalesce((SELECT jsonb_agg(to_jsonb(p) - 'contact_id' ORDER BY p.purchased_at)
+                                 FROM bis.purchases p WHERE p.contact_id = export_contact.contact_id), '[]'),
+        'push_tokens', coalesce((SELECT jsonb_agg(to_jsonb(t) - 'contact_id' ORDER BY t.created_at)
+                                   FROM bis.push_tokens t WHERE t.contact_id = export_contact.contact_id), '[]'),
+        'webpush_subscriptions', coalesce((SELECT jsonb_agg(to_jsonb(w) - 'contact_id' ORDER BY w.created_at)
+                                             FROM bis.webpush_subscriptions w
+                                            WHERE w.contact_id = export_contact.contact_id), '[]'));
+END
+$$;
+COMMENT ON FUNCTION bis.export_contact(text) IS 'Everything bis holds about a contact, as JSON: contact, consents, subscriptions, notifications with their steps, delivery events, purchases, devices (an access request)';
+
+CREATE FUNCTION bis.erase_contact(contact_id text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    -- what stays in place of the person: no one can tell who it was
+    anonymous text := 'erased:' || md5(random()::text || clock_timestamp()::text);
+    counts jsonb;
+BEGIN
+    PERFORM bis._check_contact(erase_contact.contact_id);
+    WITH n AS (
+        -- the notifications stay, for the counts of restocks and funnels,
+        -- with nothing that names the person
+        UPDATE bis.notifications o
+           SET contact_id = anonymous, last_error = NULL, claimed_by = NULL,
+               status = CASE WHEN o.status IN ('pending', 'claimed') THEN 'cancelled' ELSE o.status END,
+               status_reason = CASE WHEN o.status IN ('pending', 'claimed') THEN 'erased'
+                                    ELSE o.status_reason END
+         WHERE o.contact_id = erase_contact.contact_id
+        RETURNING o.id),
+    d AS (
+        UPDATE bis.delivery_events e SET detail = NULL, provider_event_id = NULL
+         WHERE e.notification_id IN (SELECT id FROM n)
+        RETURNING 1),
+    p AS (
+        UPDATE bis.purchases b SET contact_id = anonymous
+         WHERE b.contact_id = erase_contact.contact_id
+        RETURNING 1)
+    SELECT jsonb_build_object('notifications', (SELECT count(*) FROM n),
+                              'delivery_events', (SELECT count(*) FROM d),
+                              'purchases', (SELECT count(*) FROM p))
+      INTO counts;
+    -- the contact goes, and with it its waiting subscriptions, consents and devices
+    PERFORM set_config('bis_erase.contact_id', erase_contact.contact_id, true);
+    DELETE FROM bis.contacts c WHERE c.contact_id = erase_contact.contact_id;
+    PERFORM set_config('bis_erase.contact_id', '', true);
+    RETURN counts;
+END
+$$;
+COMMENT ON FUNCTION bis.erase_contact(text) IS 'Removes a person''s personal data everywhere bis keeps it (contact, subscriptions, consents, devices; the contact id, errors and provider details of notifications, events and purchases), keeping the counts of restocks and funnels; returns how many rows it anonymized';
+
+-- a contact is erased, not deleted: a DELETE would leave its notifications naming it
+CREATE FUNCTION bis._contacts_delete_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF current_setting('bis_erase.contact_id', true) IS DISTINCT FROM OLD.contact_id THEN
+        RAISE EXCEPTION 'cannot delete contact "%"', OLD.contact_id
+            USING ERRCODE = 'dependent_objects_still_exist',
+            HINT = format('Erase it instead, which leaves no trace of the person: SELECT bis.erase_contact(%L).',
+                          OLD.contact_id);
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION bis._contacts_delete_check() IS 'Trigger on bis.contacts: refuses a DELETE but bis.erase_contact''s';
+CREATE TRIGGER contacts_delete_check BEFORE DELETE ON bis.contacts
+    FOR EACH ROW EXECUTE FUNCTION bis._contacts_delete_check();
 
 /*
  * Housekeeping

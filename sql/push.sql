@@ -64,7 +64,7 @@ SELECT bis.remove_webpush_subscription('ann', 'https://push.example/sub/1') AS r
 SELECT bis.add_push_token('ann', 'fcm', 'fcm:token-3');
 DELETE FROM bis.notifications;
 DELETE FROM bis.subscriptions;
-DELETE FROM bis.contacts WHERE contact_id = 'bob';
+SELECT bis.erase_contact('bob') IS NOT NULL AS erased;
 SELECT platform, left(token, 12) AS token, contact_id FROM bis.push_tokens ORDER BY platform, token;
 
 -- nothing is granted to PUBLIC

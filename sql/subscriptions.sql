@@ -39,7 +39,7 @@ SELECT status FROM bis.subscription_history WHERE id = 1;
 SELECT count(*) FROM bis.contact_subscriptions('nobody');
 
 -- erasing a contact erases their subscriptions
-DELETE FROM bis.contacts WHERE contact_id = 'ann';
+SELECT bis.erase_contact('ann') IS NOT NULL AS erased;
 SELECT count(*) AS subscriptions_left FROM bis.subscriptions;
 
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,

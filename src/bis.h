@@ -143,6 +143,8 @@ extern QuietHours bis_quiet_hours;
 extern int	bis_quiet_hours_channels;
 extern SendRate bis_send_rate;
 extern SendRate bis_item_send_rate;
+extern SendRate bis_signup_rate;
+extern int	bis_max_subscriptions_per_contact;
 extern int64 bis_restock_dwell;
 extern int64 bis_subscription_ttl;
 extern int	bis_max_reminders;

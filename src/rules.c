@@ -32,6 +32,7 @@
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+#include "access/xact.h"
 
 #include "bis.h"
 
@@ -59,6 +60,7 @@ static char *quiet_hours_setting = NULL;
 static char *quiet_hours_channels_setting = NULL;
 static char *send_rate_setting = NULL;
 static char *item_send_rate_setting = NULL;
+static char *signup_rate_setting = NULL;
 static char *restock_dwell_setting = NULL;
 static char *subscription_ttl_setting = NULL;
 static char *reminder_interval_setting = NULL;
@@ -68,6 +70,8 @@ QuietHours	bis_quiet_hours = {-1, -1};
 int			bis_quiet_hours_channels = CHANNEL_SMS | CHANNEL_PUSH;
 SendRate	bis_send_rate = {0, 0};
 SendRate	bis_item_send_rate = {0, 0};
+SendRate	bis_signup_rate = {0, 0};
+int			bis_max_subscriptions_per_contact = 0;
 int64		bis_restock_dwell = 0;
 int64		bis_subscription_ttl = 0;
 int			bis_max_reminders = 0;
@@ -267,6 +271,12 @@ static void
 assign_item_send_rate(const char *newval, void *extra)
 {
 	bis_item_send_rate = *(SendRate *) extra;
+}
+
+static void
+assign_signup_rate(const char *newval, void *extra)
+{
+	bis_signup_rate = *(SendRate *) extra;
 }
 
 /* a duration from 0 (off) up to a bound given in the hook's name */
@@ -519,6 +529,24 @@ bis_rules_init(void)
 							   PGC_SUSET,
 							   0,
 							   check_conversion_window, assign_conversion_window, NULL);
+
+	DefineCustomIntVariable("bis.max_subscriptions_per_contact",
+							"Most waiting subscriptions a contact may have; 0 is no limit.",
+							NULL,
+							&bis_max_subscriptions_per_contact,
+							0, 0, 1000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("bis.signup_rate",
+							   "Most new subscriptions to one SKU per period, \"N/period\"; empty is no limit.",
+							   NULL,
+							   &signup_rate_setting,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_send_rate, assign_signup_rate, NULL);
 
 	DefineCustomStringVariable("bis.unsubscribe_url",
 							   "The https:// address of the shop's unsubscribe endpoint; bis appends a signed token.",
@@ -790,4 +818,37 @@ rate_settle(RateBudget *budget)
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * bis._take_signup(sku text) returns boolean
+ *
+ * Whether bis.signup_rate has room for one more subscription to sku now, and
+ * if so counts it; true when there is no rate.  Run as the extension's owner,
+ * by bis.subscribe().
+ */
+PG_FUNCTION_INFO_V1(bis__take_signup);
+
+Datum
+bis__take_signup(PG_FUNCTION_ARGS)
+{
+	char	   *scope;
+	RateBudget budget;
+	bool		room;
+
+	if (bis_signup_rate.messages == 0)
+		PG_RETURN_BOOL(true);
+	scope = psprintf("signup:%s", text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rate_take(scope, bis_signup_rate, GetCurrentTransactionStartTimestamp(), &budget);
+	room = budget.left > 0;
+	if (room)
+	{
+		budget.used = 1;
+		rate_settle(&budget);
+	}
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	PG_RETURN_BOOL(room);
 }

@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(157);
+SELECT plan(178);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -26,6 +26,14 @@ INSERT INTO api VALUES
   ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
   ('unsubscribe', '{text,text}', 'integer', '{contact_id,sku}', 'contact_id text, sku text'),
   ('unsubscribe_by_token', '{text}', 'integer', '{token}', 'token text'),
+  ('grant', '{regrole,text}', 'void', '{role,duty}', 'role regrole, duty text'),
+  ('revoke', '{regrole,text}', 'void', '{role,duty}', 'role regrole, duty text'),
+  ('my_subscribe', '{text,text,text,text}', 'bigint', '{sku,locale,external_id,channel}',
+   'sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, channel text DEFAULT ''email''::text'),
+  ('my_subscriptions', '{}', 'setof bis.subscription_history', NULL, ''),
+  ('my_unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
+  ('export_contact', '{text}', 'jsonb', '{contact_id}', 'contact_id text'),
+  ('erase_contact', '{text}', 'jsonb', '{contact_id}', 'contact_id text'),
   ('explain', '{text,text}', 'setof record',
    '{contact_id,sku,subscription_id,sku,channel,restock_event_id,restocked_at,outcome,reason}',
    'contact_id text, sku text DEFAULT NULL::text'),
@@ -101,7 +109,7 @@ SELECT has_view('bis', v, format('view bis.%s exists', v))
   FROM unnest(ARRAY['queue_health', 'demand', 'recent_restocks', 'funnel']::name[]) v;
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
--- each public function: exists with these argument types, returns, argument names (34 x 3)
+-- each public function: exists with these argument types, returns, argument names (41 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -146,13 +154,13 @@ SELECT is_empty(
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
      WHERE p.pronamespace = 'bis'::regnamespace AND NOT p.prosecdef
-       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render')$$,
-  'the public functions but track, untrack, track_orders and render are SECURITY DEFINER');
+       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke')$$,
+  'the public functions but track, untrack, track_orders, render, grant and revoke are SECURITY DEFINER');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p
      WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
-       AND p.proname IN ('track', 'untrack', 'track_orders', 'render')$$,
-  'track, untrack, track_orders and render run with the caller''s rights');
+       AND p.proname IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke')$$,
+  'track, untrack, track_orders, render, grant and revoke run with the caller''s rights');
 
 -- comments on every table, view, column and function
 SELECT is_empty(
@@ -234,6 +242,7 @@ SELECT results_eq(
            ('bis.max_attempts', '8', 'integer', 'superuser'),
            ('bis.max_per_contact_day', '0', 'integer', 'superuser'),
            ('bis.max_reminders', '0', 'integer', 'superuser'),
+           ('bis.max_subscriptions_per_contact', '0', 'integer', 'superuser'),
            ('bis.notification_ttl', '604800', 'integer', 'superuser'),
            ('bis.notify', 'on', 'bool', 'user'),
            ('bis.quiet_hours', '', 'string', 'superuser'),
@@ -245,6 +254,7 @@ SELECT results_eq(
            ('bis.retry_base_delay', '30', 'integer', 'superuser'),
            ('bis.retry_max_delay', '21600', 'integer', 'superuser'),
            ('bis.send_rate', '', 'string', 'superuser'),
+           ('bis.signup_rate', '', 'string', 'superuser'),
            ('bis.subscription_ttl', '', 'string', 'superuser'),
            ('bis.unsubscribe_mailto', '', 'string', 'superuser'),
            ('bis.unsubscribe_url', '', 'string', 'superuser'),

@@ -2081,23 +2081,6 @@ CREATE FUNCTION bis._base64url(value text) RETURNS bytea
 $$;
 COMMENT ON FUNCTION bis._base64url(text) IS 'The bytes of a base64url text (RFC 4648, padded or not), or NULL if it is not one';
 
-CREATE FUNCTION bis._check_push_contact(contact_id text) RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-BEGIN
-    IF contact_id IS NULL THEN
-        RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF NOT EXISTS (SELECT FROM bis.contacts c WHERE c.contact_id = _check_push_contact.contact_id) THEN
-        RAISE EXCEPTION 'contact "%" does not exist', left(contact_id, 255)
-            USING ERRCODE = 'foreign_key_violation',
-            HINT = format('Create it first with bis.upsert_contact(%L).', left(contact_id, 255));
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION bis._check_push_contact(text) IS 'Raises an error for a NULL contact id or one that no contact has';
-
 CREATE FUNCTION bis._push_token(platform text, token text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -2135,7 +2118,7 @@ DECLARE
     stored text := bis._push_token(add_push_token.platform, add_push_token.token);
     added boolean;
 BEGIN
-    PERFORM bis._check_push_contact(add_push_token.contact_id);
+    PERFORM bis._check_contact(add_push_token.contact_id);
     -- a token already another contact's moves: the device now has this one signed in
     INSERT INTO bis.push_tokens AS t (platform, token, contact_id)
     VALUES (add_push_token.platform, stored, add_push_token.contact_id)
@@ -2176,7 +2159,7 @@ DECLARE
     key bytea;
     added boolean;
 BEGIN
-    PERFORM bis._check_push_contact(add_webpush_subscription.contact_id);
+    PERFORM bis._check_contact(add_webpush_subscription.contact_id);
     IF subscription IS NULL THEN
         RAISE EXCEPTION 'subscription must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;

@@ -408,9 +408,9 @@ compare_skus(const void *a, const void *b)
 }
 
 /*
- * Take the send-rate windows the batch needs: the global one first, then
- * each item's, by SKU, so that concurrent claims lock them in one order.
- * Caller is in SPI.
+ * Take the send-rate windows of the items in the batch that have a rate, by
+ * SKU, after the global one (the caller takes that first): concurrent claims
+ * lock them in one order.  Caller is in SPI.
  */
 static HTAB *
 take_item_budgets(SPITupleTable *batch, uint64 nrows, TimestampTz now, MemoryContext cxt)

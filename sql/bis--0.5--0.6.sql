@@ -92,7 +92,7 @@ SELECT 'FUNCTION' AS kind, n.new_name AS object, x.privilege_type, x.grantee, x.
                 'bis.upsert_contact(text, text, text, text, text, text)'),
                ('bis.contact_subscriptions(text)'::regprocedure, 'bis.contact_subscriptions(text)'),
                ('bis.subscribe(text,text,text,text,text)'::regprocedure,
-                'bis.subscribe(text, text, text, text, text, numeric)')) n(old, new_name),
+                'bis.subscribe(text, text, text, text, text, numeric, text, numeric)')) n(old, new_name),
        pg_proc p, aclexplode(p.proacl) x
  WHERE p.oid = n.old AND x.grantee <> p.proowner
 UNION ALL
@@ -180,6 +180,11 @@ COMMENT ON COLUMN bis.restock_events.matched IS 'Active subscriptions that match
 COMMENT ON COLUMN bis.restock_events.held_back IS 'Waiting subscriptions of the SKU not notified, by rule: alerts_disabled, item_not_active, expired, over_price, dwell, wave, other_locale and other_external_id (Voyado''s matching left them out); such as {"over_price": 2}';
 COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue now), waiting (for the dwell to end or the next wave), done, or stopped (sold out before then, or taken over by a later restock)';
 COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave; 0 while the restock waits out its dwell';
+ALTER TABLE bis.restock_events
+    ADD COLUMN kind text NOT NULL DEFAULT 'back_in_stock' CHECK (kind IN ('back_in_stock', 'price_drop')),
+    ADD COLUMN price_before numeric;
+COMMENT ON COLUMN bis.restock_events.kind IS 'back_in_stock: the stock crossed its threshold; price_drop: the price of the item in stock dropped (source_table bis.items)';
+COMMENT ON COLUMN bis.restock_events.price_before IS 'For a price drop, the price before it';
 
 /*
  * Notifications keep references, not a snapshot.  The table is made anew,
@@ -254,7 +259,7 @@ COMMENT ON COLUMN bis.notifications.claimed_until IS 'When the lease runs out';
 COMMENT ON COLUMN bis.notifications.sent_at IS 'When a mailer acknowledged delivery';
 COMMENT ON COLUMN bis.notifications.unsubscribed_at IS 'When the contact unsubscribed through this notification''s link, or its subscription''s';
 COMMENT ON COLUMN bis.notifications.attempts IS 'Delivery attempts so far: each claim counts one';
-COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock, or reminder: a later message of the same subscription (price_drop is reserved)';
+COMMENT ON COLUMN bis.notifications.kind IS 'back_in_stock; price_drop, of a price-drop subscription; reminder, a later message of the same subscription';
 COMMENT ON COLUMN bis.notifications.status IS 'pending, claimed (leased to a mailer), sent, dead (failed for good), suppressed (a rule forbade it: see status_reason), cancelled or expired (past bis.notification_ttl)';
 COMMENT ON COLUMN bis.notifications.contact_id IS 'The contact to notify';
 COMMENT ON COLUMN bis.notifications.sku IS 'The SKU';
@@ -273,8 +278,13 @@ DELETE FROM bis.subscriptions WHERE status = 'notified';
 DROP INDEX bis.subscriptions_contact_idx;
 CREATE INDEX subscriptions_contact_idx ON bis.subscriptions (contact_id, created_at)
     WHERE status <> 'active';
+DROP INDEX bis.subscriptions_active_key;
+DROP INDEX bis.subscriptions_active_sku_idx;
 ALTER TABLE bis.subscriptions
     ADD COLUMN max_price numeric CHECK (max_price >= 0),
+    ADD COLUMN kind text NOT NULL DEFAULT 'back_in_stock' CHECK (kind IN ('back_in_stock', 'price_drop')),
+    ADD COLUMN target_price numeric CHECK (target_price >= 0),
+    ADD COLUMN price_at_subscription numeric,
     DROP COLUMN notified_at,
     DROP COLUMN restock_event_id,
     DROP CONSTRAINT subscriptions_status_check,
@@ -282,6 +292,19 @@ ALTER TABLE bis.subscriptions
 COMMENT ON TABLE bis.subscriptions IS 'Requests to be told when a SKU is back in stock: active until a restock uses them (they then move into bis.notifications), cancelled or expired';
 COMMENT ON COLUMN bis.subscriptions.status IS 'active, cancelled or expired; only active ones fire';
 COMMENT ON COLUMN bis.subscriptions.max_price IS 'Only a restock at which the item costs at most this fires it; NULL: any price';
+COMMENT ON COLUMN bis.subscriptions.kind IS 'back_in_stock: told when the SKU is back; price_drop: told when its price drops while in stock';
+COMMENT ON COLUMN bis.subscriptions.target_price IS 'A price drop fires it at or below this price; NULL: a drop of bis.price_drop_min_percent';
+COMMENT ON COLUMN bis.subscriptions.price_at_subscription IS 'The item''s price when the subscription was made, what a drop is measured from';
+-- one active subscription per contact, SKU, locale, external id, channel and kind
+CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
+    (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel, kind)
+    WHERE status = 'active';
+-- what a restock matches, oldest first
+CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, id)
+    WHERE status = 'active' AND kind = 'back_in_stock';
+-- what a price drop matches, oldest first
+CREATE INDEX subscriptions_price_drop_idx ON bis.subscriptions (sku, id)
+    WHERE status = 'active' AND kind = 'price_drop';
 
 /*
  * Locales in their canonical case (sv_se, SV-se and sv-SE are one locale):
@@ -354,7 +377,18 @@ INSERT INTO bis.templates (kind, channel, locale, subject, body, body_html, buil
 ('reminder', 'push', 'en', 'Still in stock',
  '{{item.title|Your item}} is still in stock, for now.', NULL, true),
 ('reminder', 'webpush', 'en', 'Still in stock',
- '{{item.title|Your item}} is still in stock, for now.', NULL, true);
+ '{{item.title|Your item}} is still in stock, for now.', NULL, true),
+('price_drop', 'email', 'en',
+ '{{item.title|Your item}} is now {{item.price}} {{item.currency}}',
+ E'Hi {{contact.first_name|there}},\n\n{{item.title|The item you asked about}} now costs {{item.price}} {{item.currency}}, down from {{price_was}}.\n\n{{url:item.url}}\n\nYou get this message because you asked to be told when its price dropped.\nNo more alerts like this: {{url:unsubscribe_url}}\n',
+ E'<p>Hi {{contact.first_name|there}},</p>\n<p><a href="{{url:item.url}}">{{item.title|The item you asked about}}</a> now costs {{item.price}} {{item.currency}}, down from {{price_was}}.</p>\n<p>You get this message because you asked to be told when its price dropped.\n<a href="{{url:unsubscribe_url}}">No more alerts like this</a>.</p>\n',
+ true),
+('price_drop', 'sms', 'en', NULL,
+ '{{item.title|Your item}} is now {{item.price}} {{item.currency}}: {{url:item.url}}', NULL, true),
+('price_drop', 'push', 'en', 'Price drop',
+ '{{item.title|Your item}} is now {{item.price}} {{item.currency}}.', NULL, true),
+('price_drop', 'webpush', 'en', 'Price drop',
+ '{{item.title|Your item}} is now {{item.price}} {{item.currency}}.', NULL, true);
 
 ALTER TABLE bis.templates ENABLE TRIGGER templates_check;
 
@@ -951,7 +985,8 @@ COMMENT ON FUNCTION bis._check_signup_limits(text, text) IS 'Raises an error whe
 
 CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NULL,
                               external_id text DEFAULT NULL, channel text DEFAULT 'email',
-                              max_price numeric DEFAULT NULL)
+                              max_price numeric DEFAULT NULL, kind text DEFAULT 'back_in_stock',
+                              target_price numeric DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -961,7 +996,18 @@ CREATE FUNCTION bis.subscribe(contact_id text, sku text, locale text DEFAULT NUL
 DECLARE
     sid bigint;
     contact record;
+    price numeric;
 BEGIN
+    IF subscribe.kind IS NULL OR subscribe.kind NOT IN ('back_in_stock', 'price_drop') THEN
+        RAISE EXCEPTION 'unrecognized kind "%"', left(subscribe.kind, 100)
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A subscription is for back_in_stock or for a price_drop.';
+    END IF;
+    IF subscribe.target_price < 0 OR (subscribe.target_price IS NOT NULL AND subscribe.kind <> 'price_drop') THEN
+        RAISE EXCEPTION 'invalid target_price %', subscribe.target_price
+            USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A target price is for a price_drop subscription, and not negative.';
+    END IF;
     IF subscribe.contact_id IS NULL THEN
         RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -996,11 +1042,18 @@ BEGIN
             HINT = format('If the contact gives it anew, record that first with bis.set_consent(%L, %L, true, source => ...).',
                           subscribe.contact_id, subscribe.channel);
     END IF;
-    IF NOT EXISTS (SELECT FROM bis.items i WHERE i.sku = subscribe.sku) THEN
+    SELECT i.price INTO price FROM bis.items i WHERE i.sku = subscribe.sku;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'item "%" does not exist', subscribe.sku
             USING ERRCODE = 'foreign_key_violation',
             HINT = format('Add it to the catalog first with bis.upsert_items(''[{"sku": "%s", "title": ...}]'').',
                           subscribe.sku);
+    END IF;
+    -- a drop is measured from the price now, or to a target
+    IF subscribe.kind = 'price_drop' AND price IS NULL AND subscribe.target_price IS NULL THEN
+        RAISE EXCEPTION 'item "%" has no price to drop from', subscribe.sku
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give the subscription a target_price, or the item a price.';
     END IF;
     -- subscribing is consent for the channel
     IF contact.granted IS NULL THEN
@@ -1018,13 +1071,16 @@ BEGIN
                 WHERE s.contact_id = subscribe.contact_id AND s.sku = subscribe.sku
                   AND s.locale IS NOT DISTINCT FROM subscribe.locale
                   AND s.external_id IS NOT DISTINCT FROM subscribe.external_id
-                  AND s.channel = subscribe.channel AND s.status = 'active') THEN
+                  AND s.channel = subscribe.channel AND s.kind = subscribe.kind
+                  AND s.status = 'active') THEN
             PERFORM bis._check_signup_limits(subscribe.contact_id, subscribe.sku);
         END IF;
-        INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel, max_price)
+        INSERT INTO bis.subscriptions AS s (contact_id, sku, locale, external_id, channel, max_price,
+                                            kind, target_price, price_at_subscription)
         VALUES (subscribe.contact_id, subscribe.sku, subscribe.locale, subscribe.external_id,
-                subscribe.channel, subscribe.max_price)
-        ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel)
+                subscribe.channel, subscribe.max_price, subscribe.kind, subscribe.target_price,
+                CASE WHEN subscribe.kind = 'price_drop' THEN price END)
+        ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel, kind)
             WHERE status = 'active' DO NOTHING
         RETURNING s.id INTO sid;
         IF sid IS NOT NULL THEN
@@ -1034,10 +1090,12 @@ BEGIN
          WHERE s.contact_id = subscribe.contact_id AND s.sku = subscribe.sku
            AND s.locale IS NOT DISTINCT FROM subscribe.locale
            AND s.external_id IS NOT DISTINCT FROM subscribe.external_id
-           AND s.channel = subscribe.channel AND s.status = 'active';
+           AND s.channel = subscribe.channel AND s.kind = subscribe.kind AND s.status = 'active';
         IF sid IS NOT NULL THEN
-            UPDATE bis.subscriptions s SET max_price = subscribe.max_price
-             WHERE s.id = sid AND s.max_price IS DISTINCT FROM subscribe.max_price;
+            UPDATE bis.subscriptions s
+               SET max_price = subscribe.max_price, target_price = subscribe.target_price
+             WHERE s.id = sid AND (s.max_price, s.target_price)
+                                  IS DISTINCT FROM (subscribe.max_price, subscribe.target_price);
             RETURN sid;
         END IF;
         -- the active one was used or cancelled in between: insert again
@@ -1048,7 +1106,7 @@ BEGIN
         HINT = 'Retry the transaction.';
 END
 $$;
-COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text, numeric) IS 'Creates an active subscription, or returns the id of the same one that is already active (setting its max_price anew); records consent for the channel, and refuses a channel whose consent was withdrawn';
+COMMENT ON FUNCTION bis.subscribe(text, text, text, text, text, numeric, text, numeric) IS 'Creates an active subscription (back_in_stock, or price_drop: told when the price of the item in stock drops to target_price, or by bis.price_drop_min_percent), or returns the id of the same one already active (setting its prices anew); records consent for the channel, and refuses a channel whose consent was withdrawn';
 
 CREATE OR REPLACE FUNCTION bis.unsubscribe(subscription_id bigint) RETURNS boolean
     LANGUAGE plpgsql
@@ -1099,23 +1157,59 @@ CREATE FUNCTION bis._wave_quota(per_unit integer, quantity bigint) RETURNS bigin
 $$;
 COMMENT ON FUNCTION bis._wave_quota(integer, bigint) IS 'How many notifications a wave of per_unit subscribers per unit in stock may enqueue; NULL: no waves';
 
+CREATE FUNCTION bis._in_stock(sku text, OUT quantity bigint, OUT threshold integer)
+    RETURNS SETOF record
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    e record;
+BEGIN
+    SELECT coalesce(i.threshold, current_setting('bis.default_threshold')::integer) INTO threshold
+      FROM bis.items i WHERE i.sku = _in_stock.sku;
+    SELECT max(l.quantity) INTO quantity FROM bis.stock_levels l WHERE l.sku = _in_stock.sku;
+    IF quantity IS NULL OR quantity < threshold THEN
+        -- the table of its last restock, read as that table's owner
+        SELECT r.* INTO e FROM bis.restock_events r
+         WHERE r.sku = _in_stock.sku AND r.kind = 'back_in_stock' AND r.source_table <> 'bis.stock_levels'
+         ORDER BY r.occurred_at DESC LIMIT 1;
+        IF FOUND THEN
+            quantity := bis._current_stock(e.source_table, e.sku, e.locale, e.external_id);
+        END IF;
+    END IF;
+    IF quantity >= threshold THEN
+        RETURN NEXT;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._in_stock(text) IS 'The stock of a SKU and its threshold, if it is in stock now: in bis.stock_levels, or in the table of its last restock';
+
+CREATE FUNCTION bis._price_drop_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__price_drop_trigger';
+COMMENT ON FUNCTION bis._price_drop_trigger() IS 'Row trigger on bis.items: a price drop of an item in stock tells its price-drop subscribers whose price it reaches, as a restock tells its subscribers';
+
+CREATE TRIGGER items_price_drop AFTER UPDATE OF price ON bis.items FOR EACH ROW
+    WHEN (NEW.price < OLD.price)
+    EXECUTE FUNCTION bis._price_drop_trigger();
+
 CREATE VIEW bis.subscription_history AS
 SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, s.created_at,
        NULL::timestamptz AS notified_at, s.cancelled_at, NULL::bigint AS restock_event_id,
-       NULL::bigint AS notification_id, s.max_price
+       NULL::bigint AS notification_id, s.max_price, s.kind
   FROM bis.subscriptions s
  WHERE s.status = 'active'
 UNION ALL
 SELECT s.id, s.contact_id, s.sku, s.locale, s.external_id, s.channel, s.status, s.created_at,
-       NULL, s.cancelled_at, NULL, NULL, s.max_price
+       NULL, s.cancelled_at, NULL, NULL, s.max_price, s.kind
   FROM bis.subscriptions s
  WHERE s.status <> 'active'
 UNION ALL
 SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channel,
        CASE WHEN n.unsubscribed_at IS NULL THEN 'notified' ELSE 'cancelled' END,
-       n.subscribed_at, n.created_at, n.unsubscribed_at, n.restock_event_id, n.id, NULL
+       n.subscribed_at, n.created_at, n.unsubscribed_at, n.restock_event_id, n.id, NULL, n.kind
   FROM bis.notifications n
- WHERE n.kind = 'back_in_stock';
+ WHERE n.kind <> 'reminder';
 COMMENT ON VIEW bis.subscription_history IS 'Every subscription: active, cancelled and expired ones from bis.subscriptions, and notified ones from the notification that used them (cancelled if the contact then unsubscribed through it)';
 
 CREATE FUNCTION bis.contact_subscriptions(contact_id text) RETURNS SETOF bis.subscription_history
@@ -2094,7 +2188,7 @@ CREATE FUNCTION bis.explain(contact_id text, sku text DEFAULT NULL)
       FROM bis.subscription_history h
       LEFT JOIN LATERAL (
             SELECT r.* FROM bis.restock_events r
-             WHERE r.sku = h.sku AND r.occurred_at >= h.created_at
+             WHERE r.sku = h.sku AND r.kind = h.kind AND r.occurred_at >= h.created_at
                -- a notified one: the restocks up to the one that notified it
                AND (h.restock_event_id IS NULL OR r.id <= h.restock_event_id)) e ON true
       LEFT JOIN bis.notifications n ON n.id = h.notification_id
@@ -2158,7 +2252,7 @@ BEGIN
                         THEN 'over_price'
                END AS restock_rule
           FROM bis.subscriptions s
-         WHERE s.sku = dry_run.sku AND s.status = 'active'
+         WHERE s.sku = dry_run.sku AND s.status = 'active' AND s.kind = 'back_in_stock'
     ), told AS (
         SELECT f.*, row_number() OVER (PARTITION BY f.restock_rule IS NULL ORDER BY f.id) AS place
           FROM fired f
@@ -2366,7 +2460,7 @@ CREATE FUNCTION bis._duty_privileges(duty text, OUT kind text, OUT object text, 
         ('application', 'bis.upsert_contact(text, text, text, text, text, text)'),
         ('application', 'bis.set_stock(text, integer, text, text)'),
         ('application', 'bis.put_stock_levels(jsonb)'),
-        ('application', 'bis.subscribe(text, text, text, text, text, numeric)'),
+        ('application', 'bis.subscribe(text, text, text, text, text, numeric, text, numeric)'),
         ('application', 'bis.subscribe_guest(text, text, text, text, text)'),
         ('application', 'bis.unsubscribe(bigint)'),
         ('application', 'bis.unsubscribe(text, text)'),

@@ -104,7 +104,29 @@ RESET bis.unsubscribe_url;
 SELECT bis.set_consent('ann', 'email', true, 'support');
 SET bis.reminder_interval = '30 s';
 
+-- 4. price drops: an item in stock whose price drops tells its price-drop subscribers
+-- whose target it reaches (or, without one, a drop of bis.price_drop_min_percent), once
 RESET bis.max_reminders;
+TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.purchases RESTART IDENTITY;
+SELECT bis.upsert_items('[{"sku": "L-3", "title": "Ladle", "price": 100, "currency": "EUR"}]');
+SELECT bis.subscribe('ann', 'L-3', kind => 'price_drop', target_price => 80) AS to_80,
+       bis.subscribe('bo', 'L-3', kind => 'price_drop') AS ten_percent,
+       bis.subscribe('bo', 'L-3') AS back_in_stock;
+SELECT bis.upsert_items('[{"sku": "L-3", "price": 85}]') AS out_of_stock_drop;
+SELECT count(*) AS restocks FROM bis.restock_events;
+SELECT bis.set_stock('L-3', 0) + bis.set_stock('L-3', 4) AS back;
+SELECT bis.upsert_items('[{"sku": "L-3", "price": 95}]') AS raised_and_dropped_back;
+SELECT bis.upsert_items('[{"sku": "L-3", "price": 90}]') AS ten_percent_down;
+SELECT bis.upsert_items('[{"sku": "L-3", "price": 120}]'), bis.upsert_items('[{"sku": "L-3", "price": 90}]') AS bounced;
+SELECT bis.upsert_items('[{"sku": "L-3", "price": 79}]') AS below_target;
+SELECT id, kind, source_table, matched, enqueued, held_back, price_before FROM bis.restock_events ORDER BY id;
+SELECT id, contact_id, kind FROM bis.notifications ORDER BY id;
+SELECT id, kind, subject, payload->>'price_was' AS price_was FROM bis.claim('m1') ORDER BY id;
+SELECT bis.subscribe('ann', 'L-3', kind => 'price_later');
+SELECT bis.subscribe('ann', 'L-3', target_price => 10);
+SELECT bis.upsert_items('[{"sku": "L-4", "title": "Lid"}]');
+SELECT bis.subscribe('ann', 'L-4', kind => 'price_drop');
+
 RESET bis.reminder_interval;
 RESET bis.conversion_window;
 DROP VIEW queue;

@@ -31,8 +31,9 @@ INSERT INTO claimed SELECT * FROM bis.claim('m1', 10);
 SELECT id, channel, address, locale, subject, attempts FROM claimed ORDER BY id;
 
 -- each payload is what jsonb_build_object makes of the current rows, with the
--- channel's address and no other (its unsubscribe links: sql/rules.sql)
-SELECT m.id, m.payload - 'unsubscribe_url' - 'unsubscribe_all_url' = jsonb_build_object(
+-- channel's address and no other (its unsubscribe links: sql/rules.sql; a price drop's
+-- former price: sql/lifecycle.sql)
+SELECT m.id, m.payload - 'unsubscribe_url' - 'unsubscribe_all_url' - 'price_was' = jsonb_build_object(
          'item', jsonb_build_object(
            'sku', i.sku, 'title', i.title, 'url', i.url, 'image_url', i.image_url,
            'price', i.price, 'compare_at_price', i.compare_at_price,

@@ -66,6 +66,8 @@ typedef struct Crossing
 	int64		old_quantity;
 	int64		new_quantity;
 	int32		threshold;
+	bool		price_drop;		/* a price drop of an item in stock, not a restock */
+	Datum		price_before;	/* numeric: the price before the drop */
 } Crossing;
 
 extern int	restock(Oid as_owner_of, const Crossing *crossing);
@@ -80,6 +82,8 @@ typedef struct MatchFilter
 	TimestampTz created_before; /* older ones expire; 0: none do */
 	bool		price_rule;		/* whether maximum prices are checked */
 	Datum		price;			/* the item's price, numeric, or 0: unknown */
+	bool		price_drop;		/* price-drop subscriptions, fired by price */
+	int			min_percent;	/* bis.price_drop_min_percent */
 } MatchFilter;
 
 typedef struct Matches
@@ -92,12 +96,13 @@ typedef struct Matches
 	int			n_over_price;	/* subscriptions whose maximum price is lower */
 	int			n_other_locale; /* of another locale, or none, than the restock's */
 	int			n_other_external_id;	/* of another external id, or none */
+	int			n_price_not_reached;	/* price drops whose price is not reached */
 } Matches;
 
 extern void match_subscriptions(Datum sku, const MatchFilter *filter,
 								int64 after_id, int64 upto_id, int64 limit,
 								bool want_tids, Matches *matches);
-extern int64 newest_active_subscription(Datum sku);
+extern int64 newest_active_subscription(Datum sku, bool price_drop);
 extern text *canonical_locale(text *locale);
 
 /* The delivery rules checked at claim (rules.c) */
@@ -148,6 +153,7 @@ extern int	bis_max_subscriptions_per_contact;
 extern int64 bis_restock_dwell;
 extern int64 bis_subscription_ttl;
 extern int	bis_max_reminders;
+extern int	bis_price_drop_min_percent;
 extern int64 bis_reminder_interval;
 extern int64 bis_conversion_window;
 extern char *bis_unsubscribe_url;

@@ -54,6 +54,8 @@ typedef struct ActiveIndex
 	AttrNumber	external_id;
 	AttrNumber	created_at;
 	AttrNumber	max_price;
+	AttrNumber	target_price;
+	AttrNumber	price_at_subscription;
 } ActiveIndex;
 
 static AttrNumber
@@ -66,15 +68,20 @@ column(Oid relid, const char *name)
 	return attnum;
 }
 
+/*
+ * Open bis.subscriptions and the index of the active subscriptions of a kind:
+ * back-in-stock ones, or price-drop ones
+ */
 static void
-open_active_index(ActiveIndex *ai)
+open_active_index(ActiveIndex *ai, bool price_drop)
 {
+	const char *name = price_drop ? "subscriptions_price_drop_idx" : "subscriptions_active_sku_idx";
 	Oid			nspid = get_namespace_oid("bis", false);
 	Oid			relid = get_relname_relid("subscriptions", nspid);
-	Oid			indexid = get_relname_relid("subscriptions_active_sku_idx", nspid);
+	Oid			indexid = get_relname_relid(name, nspid);
 
 	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "bis.subscriptions or its index subscriptions_active_sku_idx does not exist");
+		elog(ERROR, "bis.subscriptions or its index %s does not exist", name);
 	ai->rel = table_open(relid, AccessShareLock);
 	ai->index = index_open(indexid, AccessShareLock);
 	ai->id = column(relid, "id");
@@ -82,6 +89,8 @@ open_active_index(ActiveIndex *ai)
 	ai->external_id = column(relid, "external_id");
 	ai->created_at = column(relid, "created_at");
 	ai->max_price = column(relid, "max_price");
+	ai->target_price = column(relid, "target_price");
+	ai->price_at_subscription = column(relid, "price_at_subscription");
 }
 
 static void
@@ -169,6 +178,39 @@ over_price(TupleTableSlot *slot, AttrNumber attnum, Datum price)
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, price, max_price)) > 0;
 }
 
+/*
+ * Whether a price-drop subscription fires at the item's new price: at or
+ * below its target, or without one, down by min_percent from the price when
+ * it was made
+ */
+static bool
+price_reached(TupleTableSlot *slot, const ActiveIndex *ai, const MatchFilter *f)
+{
+	bool		isnull;
+	Datum		target = slot_getattr(slot, ai->target_price, &isnull);
+	Datum		bound;
+
+	if (f->price == (Datum) 0)
+		return false;			/* an item without a price has no drop */
+
+	if (!isnull)
+		bound = target;
+	else
+	{
+		Datum		was = slot_getattr(slot, ai->price_at_subscription, &isnull);
+
+		if (isnull)
+			return false;
+		/* was * (100 - min_percent) / 100 */
+		bound = DirectFunctionCall2(numeric_div,
+									DirectFunctionCall2(numeric_mul, was,
+														DirectFunctionCall1(int4_numeric,
+																			Int32GetDatum(100 - f->min_percent))),
+									DirectFunctionCall1(int4_numeric, Int32GetDatum(100)));
+	}
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, f->price, bound)) <= 0;
+}
+
 /* Room for one more TID in a growing array */
 static ItemPointerData *
 add_tid(ItemPointerData *tids, int n, int *size, int64 limit)
@@ -204,10 +246,11 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 	m->n_over_price = 0;
 	m->n_other_locale = 0;
 	m->n_other_external_id = 0;
+	m->n_price_not_reached = 0;
 	if (limit <= 0)
 		return;
 
-	open_active_index(&ai);
+	open_active_index(&ai, f->price_drop);
 
 	/* from (sku, after_id) forward: the SKU's subscriptions in id order */
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
@@ -256,9 +299,13 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 			m->n_expired++;
 			continue;
 		}
-		if (f->price_rule && over_price(slot, ai.max_price, f->price))
+		if (f->price_drop ? !price_reached(slot, &ai, f) :
+			(f->price_rule && over_price(slot, ai.max_price, f->price)))
 		{
-			m->n_over_price++;
+			if (f->price_drop)
+				m->n_price_not_reached++;
+			else
+				m->n_over_price++;
 			continue;
 		}
 
@@ -275,9 +322,9 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 	close_active_index(&ai);
 }
 
-/* The id of the SKU's newest active subscription, 0 if it has none */
+/* The id of the SKU's newest active subscription of a kind, 0 if it has none */
 int64
-newest_active_subscription(Datum sku)
+newest_active_subscription(Datum sku, bool price_drop)
 {
 	ActiveIndex ai;
 	ScanKeyData key;
@@ -285,7 +332,7 @@ newest_active_subscription(Datum sku)
 	TupleTableSlot *slot;
 	int64		newest = 0;
 
-	open_active_index(&ai);
+	open_active_index(&ai, price_drop);
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
 	slot = table_slot_create(ai.rel, NULL);

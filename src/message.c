@@ -51,7 +51,8 @@
 "       n.contact_id, n.sku, n.attempts, n.claimed_until,"									\
 "       c.email, c.phone, c.locale, c.first_name, c.time_zone,"								\
 "       i.title, i.url, i.image_url, i.price, i.compare_at_price, i.currency, i.category,"	\
-"       i.attributes, i.send_rate, e.new_quantity, e.locale, e.external_id, k.granted,"		\
+"       i.attributes, i.send_rate, e.new_quantity, e.locale, e.external_id, e.price_before,"	\
+"       k.granted,"																		\
 "       CASE n.channel"																	\
 "           WHEN 'push' THEN EXISTS (SELECT FROM bis.push_tokens p"						\
 "                                     WHERE p.contact_id OPERATOR(pg_catalog.=) n.contact_id)"	\
@@ -95,7 +96,8 @@ enum
 	B_CONTACT_ID, B_SKU, B_ATTEMPTS, B_CLAIMED_UNTIL,
 	B_EMAIL, B_PHONE, B_CONTACT_LOCALE, B_FIRST_NAME, B_TIME_ZONE,
 	B_TITLE, B_URL, B_IMAGE_URL, B_PRICE, B_COMPARE_AT_PRICE, B_CURRENCY, B_CATEGORY,
-	B_ATTRIBUTES, B_SEND_RATE, B_QUANTITY, B_STOCK_LOCALE, B_STOCK_EXTERNAL_ID, B_CONSENT,
+	B_ATTRIBUTES, B_SEND_RATE, B_QUANTITY, B_STOCK_LOCALE, B_STOCK_EXTERNAL_ID, B_PRICE_WAS,
+	B_CONSENT,
 	B_HAS_DEVICE, B_BOUGHT, B_IN_STOCK, B_EARLIER_TODAY,
 	B_NCOLUMNS
 };
@@ -336,7 +338,8 @@ unsubscribe_links(Signer *signer, int64 id, bool email, Unsubscribe *u)
  *	 "stock": {"quantity", "locale", "external_id"},
  *	 "contact": {"id", "first_name", "locale"},
  *	 "subscription": {"id", "locale", "external_id", "created_at"},
- *	 "channel", "address", "locale", "unsubscribe_url", "unsubscribe_all_url"}
+ *	 "channel", "address", "locale", "unsubscribe_url", "unsubscribe_all_url",
+ *	 "price_was"}
  */
 static Jsonb *
 payload(const Datum *v, const bool *n, Datum address, bool address_null,
@@ -383,6 +386,8 @@ payload(const Datum *v, const bool *n, Datum address, bool address_null,
 			  u->url ? CStringGetTextDatum(u->url) : (Datum) 0, u->url == NULL);
 	push_text(&state, "unsubscribe_all_url",
 			  u->all_url ? CStringGetTextDatum(u->all_url) : (Datum) 0, u->all_url == NULL);
+	/* a price drop's: the price before it */
+	push_numeric(&state, "price_was", v[B_PRICE_WAS], n[B_PRICE_WAS]);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 

@@ -29,6 +29,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "common/int.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -71,12 +72,12 @@ enum
  * A crossing that notifies nobody (no such item, its alerts are off, or it is
  * not active) is logged: $1 sku, $2 locale, $3 external_id, $4 old quantity,
  * $5 new quantity, $6 threshold, $7 source table, $8 subscriptions held back,
- * $9 the rule that held them.
+ * $9 the rule that held them, $10 the kind, $11 the price before a drop.
  */
 static const char logged_sql[] =
 "INSERT INTO bis.restock_events (sku, locale, external_id, old_quantity, new_quantity, threshold,"
-"                                source_table, matched, enqueued, held_back)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8))";
+"                                source_table, matched, enqueued, held_back, kind, price_before)"
+" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8), $10, $11)";
 
 /*
  * A crossing under a dwell notifies nobody yet: its restock waits out the
@@ -103,10 +104,11 @@ static const char dwell_sql[] =
  * a subscription leaves bis.subscriptions as its notification is written, and
  * one that is no longer active (cancelled meanwhile) is skipped.  The rows
  * are those the index walk found, by their TIDs; those it found too old
- * (EXPIRED) expire.  ev is the restock event's id.  The notifications for
- * which MINE is true are claimed at once by worker W, leased for L.
+ * (EXPIRED) expire.  ev is the restock event's id, KIND its notifications'
+ * kind.  The notifications for which MINE is true are claimed at once by
+ * worker W, leased for L.
  */
-#define USED_AND_MADE(SKU, TIDS, EXPIRED, MINE, W, L) \
+#define USED_AND_MADE(SKU, TIDS, EXPIRED, KIND, MINE, W, L) \
 "expired AS ("																	\
 "    UPDATE bis.subscriptions s SET status = 'expired'"							\
 "     WHERE s.ctid OPERATOR(pg_catalog.=) ANY (" EXPIRED ")"					\
@@ -122,9 +124,10 @@ static const char dwell_sql[] =
 "), made AS ("																	\
 "    INSERT INTO bis.notifications AS n"										\
 "           (subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
-"            external_id, channel, status, claimed_by, claimed_at, claimed_until, attempts)"	\
+"            external_id, channel, kind, status, claimed_by, claimed_at, claimed_until,"	\
+"            attempts)"																\
 "    SELECT u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
-"           u.channel, CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
+"           u.channel, " KIND ", CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
 "           CASE WHEN k.mine THEN " W " END,"									\
 "           CASE WHEN k.mine THEN pg_catalog.now() END,"							\
 "           CASE WHEN k.mine THEN pg_catalog.now() OPERATOR(pg_catalog.+) " L " END,"	\
@@ -148,8 +151,10 @@ static const char dwell_sql[] =
  * wave's size (NULL: no waves), $11 the SKU's newest active subscription, $12
  * the last one passed, $13 bis.wave_interval, $14 the rows found too old, $15
  * the subscriptions held back by their maximum price, $16 and $17 those of
- * another locale and another external id.  A restock of the same stock still
- * under way is taken over by this one.  Returns the number enqueued.
+ * another locale and another external id, $18 the kind (back_in_stock, or
+ * price_drop), $19 the price before a drop, $20 the price drops whose price is
+ * not reached.  A restock of the same stock and kind still under way is taken
+ * over by this one.  Returns the number enqueued.
  */
 static const char first_chunk_sql[] =
 "WITH ev AS (SELECT pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass) AS id"
@@ -157,17 +162,18 @@ static const char first_chunk_sql[] =
 "    UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL"
 "     WHERE e.expansion IN ('expanding', 'waiting') AND e.sku OPERATOR(pg_catalog.=) $1"
 "       AND e.locale IS NOT DISTINCT FROM $2 AND e.external_id IS NOT DISTINCT FROM $3"
+"       AND e.kind OPERATOR(pg_catalog.=) $18"
 "), "
-USED_AND_MADE("$1", "$8", "$14", "false", "NULL::pg_catalog.text", "NULL::pg_catalog.interval")
+USED_AND_MADE("$1", "$8", "$14", "$18", "false", "NULL::pg_catalog.text", "NULL::pg_catalog.interval")
 " INSERT INTO bis.restock_events"
 "        (id, sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
 "         matched, enqueued, held_back, expansion, max_subscription_id, last_subscription_id,"
-"         wave_quota, next_wave_at)"
+"         wave_quota, next_wave_at, kind, price_before)"
 " SELECT ev.id, $1, $2, $3, $4, $5, $6, $7,"
 "        c.n OPERATOR(pg_catalog.+) c.expired OPERATOR(pg_catalog.+) $15, c.n,"
-"        bis._held_back(bis._held_back(bis._held_back(bis._held_back('{}',"
+"        bis._held_back(bis._held_back(bis._held_back(bis._held_back(bis._held_back('{}',"
 "            'expired', c.expired), 'over_price', $15), 'other_locale', $16),"
-"            'other_external_id', $17),"
+"            'other_external_id', $17), 'price_not_reached', $20),"
 "        CASE WHEN NOT $9 THEN 'done'"
 "             WHEN $10 OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0 THEN 'waiting'"
 "             ELSE 'expanding' END,"
@@ -175,7 +181,8 @@ USED_AND_MADE("$1", "$8", "$14", "false", "NULL::pg_catalog.text", "NULL::pg_cat
 "        CASE WHEN $9 AND $10 OPERATOR(pg_catalog.-) c.n OPERATOR(pg_catalog.<=) 0"
 "             THEN pg_catalog.now() OPERATOR(pg_catalog.+)"
 "                  coalesce((SELECT i.wave_interval FROM bis.items i"
-"                                        WHERE i.sku OPERATOR(pg_catalog.=) $1), $13) END"
+"                                        WHERE i.sku OPERATOR(pg_catalog.=) $1), $13) END,"
+"        $18, $19"
 "   FROM ev, counted c"
 " RETURNING enqueued";
 
@@ -184,21 +191,22 @@ USED_AND_MADE("$1", "$8", "$14", "false", "NULL::pg_catalog.text", "NULL::pg_cat
  * $3 the rows found, $4 whether there may be more, $5 the last subscription
  * passed, $6 worker, $7 lease, $8 channels, $9 bis.wave_interval, $10 the
  * rows found too old, $11 the subscriptions held back by their maximum price,
- * $12 and $13 those of another locale and another external id.  Returns the
+ * $12 and $13 those of another locale and another external id, $14 the kind
+ * of the restock, $15 the price drops whose price is not reached.  Returns the
  * number enqueued, those left pending, and the ids claimed by worker.
  */
 static const char next_chunk_sql[] =
 "WITH ev AS (SELECT $1::pg_catalog.int8 AS id), "
-USED_AND_MADE("$2", "$3", "$10",
+USED_AND_MADE("$2", "$3", "$10", "$14",
 			  "$6::pg_catalog.text IS NOT NULL AND ($8::pg_catalog.text[] IS NULL"
 			  " OR u.channel OPERATOR(pg_catalog.=) ANY ($8))",
 			  "$6", "$7")
 " UPDATE bis.restock_events e"
 "    SET matched = e.matched OPERATOR(pg_catalog.+) c.n OPERATOR(pg_catalog.+) c.expired"
 "                  OPERATOR(pg_catalog.+) $11,"
-"        held_back = bis._held_back(bis._held_back(bis._held_back(bis._held_back(e.held_back,"
-"            'expired', c.expired), 'over_price', $11), 'other_locale', $12),"
-"            'other_external_id', $13),"
+"        held_back = bis._held_back(bis._held_back(bis._held_back(bis._held_back(bis._held_back("
+"            e.held_back, 'expired', c.expired), 'over_price', $11), 'other_locale', $12),"
+"            'other_external_id', $13), 'price_not_reached', $15),"
 "        enqueued = e.enqueued OPERATOR(pg_catalog.+) c.n,"
 "        last_subscription_id = $5,"
 "        wave_quota = e.wave_quota OPERATOR(pg_catalog.-) c.n,"
@@ -536,6 +544,8 @@ filter_for(MatchFilter *f, Datum locale, Datum external_id, bool price_rule, Dat
 		GetCurrentTransactionStartTimestamp() - bis_subscription_ttl * USECS_PER_SEC : 0;
 	f->price_rule = price_rule;
 	f->price = price;
+	f->price_drop = false;
+	f->min_percent = bis_price_drop_min_percent;
 }
 
 /*
@@ -551,7 +561,7 @@ walk(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_id,
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 	if (newest != NULL)
-		upto_id = *newest = newest_active_subscription(sku);
+		upto_id = *newest = newest_active_subscription(sku, f->price_drop);
 	if (m != NULL)
 		match_subscriptions(sku, f, after_id, upto_id, limit, want_tids, m);
 	PopActiveSnapshot();
@@ -584,8 +594,8 @@ int
 restock(Oid as_owner_of, const Crossing *c)
 {
 	AsRole		as;
-	Datum		values[17];
-	char		nulls[17];
+	Datum		values[20];
+	char		nulls[20];
 	Datum		item[5];
 	bool		item_null[5];
 	const char *held_by = NULL;
@@ -623,6 +633,7 @@ restock(Oid as_owner_of, const Crossing *c)
 	else
 		held_by = "";			/* no such item: logged, nothing matched */
 	filter_for(&f, c->locale, c->external_id, false, (Datum) 0);
+	f.price_drop = c->price_drop;
 
 	values[0] = c->sku;
 	values[1] = c->locale;
@@ -638,8 +649,8 @@ restock(Oid as_owner_of, const Crossing *c)
 
 	if (held_by != NULL)
 	{
-		Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-		INT4OID, TEXTOID, INT4OID, TEXTOID};
+		Oid			argtypes[11] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, NUMERICOID};
 
 		/* the subscriptions that would have been told wait */
 		m.n = 0;
@@ -647,9 +658,12 @@ restock(Oid as_owner_of, const Crossing *c)
 			walk(c->sku, &f, 0, -1, PG_INT64_MAX, false, &m, NULL);
 		values[7] = Int32GetDatum(m.n);
 		values[8] = CStringGetTextDatum(held_by);
-		execute_kept(&logged_plan, logged_sql, 9, argtypes, values, nulls, SPI_OK_INSERT);
+		values[9] = CStringGetTextDatum(c->price_drop ? "price_drop" : "back_in_stock");
+		values[10] = c->price_before;
+		nulls[10] = c->price_drop ? ' ' : 'n';
+		execute_kept(&logged_plan, logged_sql, 11, argtypes, values, nulls, SPI_OK_INSERT);
 	}
-	else if (seconds_of(item[T_DWELL]) > 0)
+	else if (!c->price_drop && seconds_of(item[T_DWELL]) > 0)
 	{
 		Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 		INT4OID, TEXTOID, INT8OID, INTERVALOID};
@@ -661,10 +675,12 @@ restock(Oid as_owner_of, const Crossing *c)
 	}
 	else
 	{
-		Oid			argtypes[17] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		Oid			argtypes[20] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 			INT4OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID, INT8OID, INT8OID,
-		INTERVALOID, TIDARRAYOID, INT4OID, INT4OID, INT4OID};
-		bool		has_quota = !item_null[T_WAVE_PER_UNIT];
+			INTERVALOID, TIDARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, NUMERICOID,
+		INT4OID};
+		/* a price drop goes out at once: waves pace the stock of a restock */
+		bool		has_quota = !item_null[T_WAVE_PER_UNIT] && !c->price_drop;
 		bool		isnull;
 
 		if (has_quota)
@@ -672,6 +688,7 @@ restock(Oid as_owner_of, const Crossing *c)
 		take = has_quota ? Min(quota, bis_expand_chunk) : bis_expand_chunk;
 		filter_for(&f, c->locale, c->external_id, true,
 				   item_null[T_PRICE] ? (Datum) 0 : item[T_PRICE]);
+		f.price_drop = c->price_drop;
 		walk(c->sku, &f, 0, 0, take, true, &m, &newest);
 
 		values[7] = tids_datum(m.tids, m.n);
@@ -685,7 +702,11 @@ restock(Oid as_owner_of, const Crossing *c)
 		values[14] = Int32GetDatum(m.n_over_price);
 		values[15] = Int32GetDatum(m.n_other_locale);
 		values[16] = Int32GetDatum(m.n_other_external_id);
-		execute_kept(&first_chunk_plan, first_chunk_sql, 17, argtypes, values, nulls,
+		values[17] = CStringGetTextDatum(c->price_drop ? "price_drop" : "back_in_stock");
+		values[18] = c->price_before;
+		nulls[18] = c->price_drop ? ' ' : 'n';
+		values[19] = Int32GetDatum(m.n_price_not_reached);
+		execute_kept(&first_chunk_plan, first_chunk_sql, 20, argtypes, values, nulls,
 					 SPI_OK_INSERT_RETURNING);
 		enqueued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
@@ -733,15 +754,17 @@ bis__expand(PG_FUNCTION_ARGS)
 	bool		isnull;
 	MatchFilter f;
 	Matches		m;
-	Datum		values[13];
-	char		nulls[13];
+	Datum		values[15];
+	char		nulls[15];
+	bool		price_drop;
 	Datum		result[2];
 	bool		result_nulls[2] = {false, false};
 	int			pending;
 	int			nestlevel;
-	Oid			argtypes[13] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
+	Oid			argtypes[15] = {INT8OID, TEXTOID, TIDARRAYOID, BOOLOID, INT8OID,
 		TEXTOID, INTERVALOID, TEXTARRAYOID, INTERVALOID, TIDARRAYOID,
-	INT4OID, INT4OID, INT4OID};
+	INT4OID, INT4OID, INT4OID, TEXTOID, INT4OID};
+	Datum		kind;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "bis._expand needs a restock event and a chunk size");
@@ -761,6 +784,8 @@ bis__expand(PG_FUNCTION_ARGS)
 	upto_id = DatumGetInt64(GetAttributeByName(ev, "max_subscription_id", &isnull));
 	quota = DatumGetInt64(GetAttributeByName(ev, "wave_quota", &has_quota));
 	has_quota = !has_quota;
+	kind = GetAttributeByName(ev, "kind", &isnull);
+	price_drop = strcmp(TextDatumGetCString(kind), "price_drop") == 0;
 
 	take = PG_GETARG_INT32(1);
 	if (has_quota)
@@ -782,6 +807,7 @@ bis__expand(PG_FUNCTION_ARGS)
 		}
 	}
 	filter_for(&f, locale, external_id, true, price);
+	f.price_drop = price_drop;
 	walk(sku, &f, last_id, upto_id, take, true, &m, NULL);
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -801,7 +827,9 @@ bis__expand(PG_FUNCTION_ARGS)
 	values[10] = Int32GetDatum(m.n_over_price);
 	values[11] = Int32GetDatum(m.n_other_locale);
 	values[12] = Int32GetDatum(m.n_other_external_id);
-	execute_kept(&next_chunk_plan, next_chunk_sql, 13, argtypes, values, nulls,
+	values[13] = kind;
+	values[14] = Int32GetDatum(m.n_price_not_reached);
+	execute_kept(&next_chunk_plan, next_chunk_sql, 15, argtypes, values, nulls,
 				 SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed != 1)
 		elog(ERROR, "restock event " INT64_FORMAT " could not be updated",
@@ -821,4 +849,75 @@ bis__expand(PG_FUNCTION_ARGS)
 	note_pending(pending);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  result, result_nulls)));
+}
+
+/*
+ * The stock of a SKU now, if it is in stock: $1 sku.  Returns the quantity
+ * and the threshold, from bis.stock_levels or the table of the SKU's last
+ * restock, read as that table's owner.
+ */
+static const char in_stock_sql[] =
+"SELECT s.quantity, s.threshold FROM bis._in_stock($1) s";
+
+static SPIPlanPtr in_stock_plan = NULL;
+
+/*
+ * bis._price_drop_trigger(): a row trigger on bis.items, AFTER UPDATE OF
+ * price WHEN (NEW.price < OLD.price).  A price drop of an item in stock
+ * tells its price-drop subscribers whose price it reaches, through the
+ * restock's own path: matching, chunks, the queue and its rules.
+ */
+PG_FUNCTION_INFO_V1(bis__price_drop_trigger);
+
+Datum
+bis__price_drop_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	Crossing	c = {0};
+	AsRole		as;
+	bool		isnull;
+	bool		in_stock;
+	Oid			argtype = TEXTOID;
+	int			ret;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("bis._price_drop_trigger() must be fired FOR EACH ROW on UPDATE")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	c.sku = SPI_getbinval(trigdata->tg_newtuple, desc, SPI_fnumber(desc, "sku"), &isnull);
+	c.price_before = SPI_getbinval(trigdata->tg_trigtuple, desc, SPI_fnumber(desc, "price"), &isnull);
+	/* nobody waits for a drop of this SKU's price: nothing to record */
+	if (isnull || newest_active_subscription(c.sku, true) == 0)
+		return PointerGetDatum(NULL);
+
+	begin_as_role(function_owner(fcinfo->flinfo->fn_oid), false, &as);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_plan(prepare_kept(&in_stock_plan, in_stock_sql, 1, &argtype),
+						   &c.sku, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	in_stock = SPI_processed == 1;
+	if (in_stock)
+	{
+		c.new_quantity = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		c.threshold = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	end_as_role(&as);
+
+	/* out of stock, a lower price tells nobody: there is nothing to buy */
+	if (in_stock)
+	{
+		c.source = "bis.items";
+		c.price_drop = true;
+		restock(fcinfo->flinfo->fn_oid, &c);
+	}
+	return PointerGetDatum(NULL);
 }

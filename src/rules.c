@@ -75,6 +75,7 @@ int			bis_max_subscriptions_per_contact = 0;
 int64		bis_restock_dwell = 0;
 int64		bis_subscription_ttl = 0;
 int			bis_max_reminders = 0;
+int			bis_price_drop_min_percent = 10;
 int64		bis_reminder_interval = SECS_PER_DAY;
 int64		bis_conversion_window = 7 * SECS_PER_DAY;
 
@@ -508,6 +509,15 @@ bis_rules_init(void)
 							NULL,
 							&bis_max_reminders,
 							0, 0, 2,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bis.price_drop_min_percent",
+							"How far, in percent, an item's price must drop below its price when a price-drop subscription without a target was made.",
+							NULL,
+							&bis_price_drop_min_percent,
+							10, 1, 99,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);

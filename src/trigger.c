@@ -364,7 +364,7 @@ bis__stock_trigger(PG_FUNCTION_ARGS)
 	HeapTuple	newtuple;
 	HeapTuple	oldtuple = NULL;
 	bool		sku_null;
-	Crossing	c;
+	Crossing	c = {0};
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -430,7 +430,7 @@ PG_FUNCTION_INFO_V1(bis__new_stock_level);
 Datum
 bis__new_stock_level(PG_FUNCTION_ARGS)
 {
-	Crossing	c;
+	Crossing	c = {0};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_INT32(0);

@@ -19,10 +19,11 @@ INSERT INTO api VALUES
   ('set_consent', '{text,text,boolean,text}', 'void', '{contact_id,channel,granted,source}',
    'contact_id text, channel text, granted boolean, source text DEFAULT NULL::text'),
   ('clear_address', '{text,text}', 'boolean', '{contact_id,channel}', 'contact_id text, channel text'),
-  ('subscribe', '{text,text,text,text,text,numeric}', 'bigint',
-   '{contact_id,sku,locale,external_id,channel,max_price}',
+  ('subscribe', '{text,text,text,text,text,numeric,text,numeric}', 'bigint',
+   '{contact_id,sku,locale,external_id,channel,max_price,kind,target_price}',
    'contact_id text, sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, '
-   'channel text DEFAULT ''email''::text, max_price numeric DEFAULT NULL::numeric'),
+   'channel text DEFAULT ''email''::text, max_price numeric DEFAULT NULL::numeric, '
+   'kind text DEFAULT ''back_in_stock''::text, target_price numeric DEFAULT NULL::numeric'),
   ('unsubscribe', '{bigint}', 'boolean', '{subscription_id}', 'subscription_id bigint'),
   ('unsubscribe', '{text,text}', 'integer', '{contact_id,sku}', 'contact_id text, sku text'),
   ('unsubscribe_by_token', '{text}', 'integer', '{token}', 'token text'),
@@ -245,6 +246,7 @@ SELECT results_eq(
            ('bis.max_subscriptions_per_contact', '0', 'integer', 'superuser'),
            ('bis.notification_ttl', '604800', 'integer', 'superuser'),
            ('bis.notify', 'on', 'bool', 'user'),
+           ('bis.price_drop_min_percent', '10', 'integer', 'superuser'),
            ('bis.quiet_hours', '', 'string', 'superuser'),
            ('bis.quiet_hours_action', 'hold', 'enum', 'superuser'),
            ('bis.quiet_hours_channels', 'sms,push', 'string', 'superuser'),

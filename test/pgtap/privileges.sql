@@ -16,7 +16,7 @@ INSERT INTO allowed
 SELECT 'application', f FROM unnest(ARRAY[
     'bis.upsert_items(jsonb)', 'bis.upsert_contact(text,text,text,text,text,text)',
     'bis.set_stock(text,integer,text,text)', 'bis.put_stock_levels(jsonb)',
-    'bis.subscribe(text,text,text,text,text,numeric)', 'bis.subscribe_guest(text,text,text,text,text)',
+    'bis.subscribe(text,text,text,text,text,numeric,text,numeric)', 'bis.subscribe_guest(text,text,text,text,text)',
     'bis.unsubscribe(bigint)', 'bis.unsubscribe(text,text)', 'bis.unsubscribe_by_token(text)',
     'bis.set_consent(text,text,boolean,text)', 'bis.clear_address(text,text)',
     'bis.add_push_token(text,text,text)', 'bis.remove_push_token(text,text,text)',

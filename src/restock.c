@@ -74,9 +74,10 @@ enum
  * $9 the rule that held them.
  */
 static const char logged_sql[] =
-"INSERT INTO bis.restock_events (sku, locale, external_id, old_quantity, new_quantity, threshold,"
-"                                source_table, matched, enqueued, held_back)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8))";
+"INSERT INTO bis.restock_events (id, sku, locale, external_id, old_quantity, new_quantity,"
+"                                threshold, source_table, matched, enqueued, held_back)"
+" VALUES (pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass),"
+"         $1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8))";
 
 /*
  * A crossing under a dwell notifies nobody yet: its restock waits out the
@@ -93,9 +94,10 @@ static const char dwell_sql[] =
 "       AND e.locale IS NOT DISTINCT FROM $2 AND e.external_id IS NOT DISTINCT FROM $3"
 ")"
 " INSERT INTO bis.restock_events"
-"        (sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
+"        (id, sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
 "         matched, enqueued, expansion, max_subscription_id, wave, wave_quota, next_wave_at)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 'waiting', $8, 0, 0,"
+" VALUES (pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass),"
+"         $1, $2, $3, $4, $5, $6, $7, 0, 0, 'waiting', $8, 0, 0,"
 "         pg_catalog.now() OPERATOR(pg_catalog.+) $9)";
 
 /*
@@ -104,7 +106,9 @@ static const char dwell_sql[] =
  * one that is no longer active (cancelled meanwhile) is skipped.  The rows
  * are those the index walk found, by their TIDs; those it found too old
  * (EXPIRED) expire.  ev is the restock event's id.  The notifications for
- * which MINE is true are claimed at once by worker W, leased for L.
+ * which MINE is true are claimed at once by worker W, leased for L.  Ids are
+ * taken here rather than by the column's default, which a Citus shard has
+ * not; the sort comes first, so that they follow the subscriptions' order.
  */
 #define USED_AND_MADE(SKU, TIDS, EXPIRED, MINE, W, L) \
 "expired AS ("																	\
@@ -121,9 +125,10 @@ static const char dwell_sql[] =
 "    RETURNING s.id, s.contact_id, s.locale, s.external_id, s.channel, s.created_at"	\
 "), made AS ("																	\
 "    INSERT INTO bis.notifications AS n"										\
-"           (subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
+"           (id, subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
 "            external_id, channel, status, claimed_by, claimed_until, attempts)"	\
-"    SELECT u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
+"    SELECT pg_catalog.nextval('bis.notifications_id_seq'::pg_catalog.regclass),"	\
+"           u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
 "           u.channel, CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
 "           CASE WHEN k.mine THEN " W " END,"									\
 "           CASE WHEN k.mine THEN pg_catalog.now() OPERATOR(pg_catalog.+) " L " END,"	\

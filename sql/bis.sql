@@ -414,7 +414,7 @@ BEGIN
             restock_dwell = CASE WHEN e ? 'restock_dwell' THEN excluded.restock_dwell
                                  ELSE i.restock_dwell END,
             send_rate = CASE WHEN e ? 'send_rate' THEN excluded.send_rate ELSE i.send_rate END,
-            updated_at = now();
+            updated_at = excluded.updated_at;
         done := done + 1;
     END LOOP;
     RETURN done;
@@ -505,7 +505,7 @@ BEGIN
         locale = coalesce(excluded.locale, c.locale),
         time_zone = coalesce(excluded.time_zone, c.time_zone),
         first_name = coalesce(excluded.first_name, c.first_name),
-        updated_at = now();
+        updated_at = excluded.updated_at;
     RETURN upsert_contact.contact_id;
 END
 $$;
@@ -583,7 +583,7 @@ BEGIN
     INSERT INTO bis.consents AS k (contact_id, channel, granted, source)
     VALUES (set_consent.contact_id, set_consent.channel, set_consent.granted, set_consent.source)
     ON CONFLICT ON CONSTRAINT consents_pkey DO UPDATE
-        SET granted = excluded.granted, source = excluded.source, updated_at = now();
+        SET granted = excluded.granted, source = excluded.source, updated_at = excluded.updated_at;
 END
 $$;
 COMMENT ON FUNCTION bis.set_consent(text, text, boolean, text) IS 'Records that a contact gave (granted true) or withdrew (false) consent for a channel, and where; a withdrawn channel gets no message and no new subscription';
@@ -698,8 +698,8 @@ BEGIN
      ORDER BY a->>'sku', coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
     ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
         quantity = excluded.quantity,
-        updated_at = now()
-     WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, now());
+        updated_at = excluded.updated_at
+     WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, excluded.updated_at);
     RETURN bis._enqueued_total() - before;
 END
 $$;

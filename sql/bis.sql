@@ -943,7 +943,8 @@ BEGIN
            AND s.channel = subscribe.channel AND s.status = 'active';
         IF sid IS NOT NULL THEN
             UPDATE bis.subscriptions s SET max_price = subscribe.max_price
-             WHERE s.id = sid AND s.max_price IS DISTINCT FROM subscribe.max_price;
+             WHERE s.id = sid AND s.sku = subscribe.sku
+               AND s.max_price IS DISTINCT FROM subscribe.max_price;
             RETURN sid;
         END IF;
         -- the active one was used or cancelled in between: insert again
@@ -1433,8 +1434,9 @@ BEGIN
     IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'notification ids must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- not a correlated subquery: on Citus, one query over every shard
     SELECT i INTO missing FROM unnest(ids) i
-     WHERE NOT EXISTS (SELECT FROM bis.notifications n WHERE n.id = i) LIMIT 1;
+     WHERE i <> ALL (ARRAY(SELECT n.id FROM bis.notifications n WHERE n.id = ANY (ids))) LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'notification % does not exist', missing USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -69,12 +69,10 @@ column(Oid relid, const char *name)
 static void
 open_active_index(ActiveIndex *ai)
 {
-	Oid			nspid = get_namespace_oid("bis", false);
-	Oid			relid = get_relname_relid("subscriptions", nspid);
-	Oid			indexid = get_relname_relid("subscriptions_active_sku_idx", nspid);
+	/* on Citus, the shard of the SKU's group on this node */
+	Oid			relid = bis_relation_oid("subscriptions", NULL);
+	Oid			indexid = bis_relation_oid("subscriptions", "subscriptions_active_sku_idx");
 
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "bis.subscriptions or its index subscriptions_active_sku_idx does not exist");
 	ai->rel = table_open(relid, AccessShareLock);
 	ai->index = index_open(indexid, AccessShareLock);
 	ai->id = column(relid, "id");

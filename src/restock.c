@@ -62,6 +62,21 @@ static const char turn_sql[] =
 "       i.status OPERATOR(pg_catalog.=) 'active', i.price, coalesce(i.restock_dwell, $3)"
 "  FROM bis.items i WHERE i.sku OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
 
+/*
+ * The same where bis's tables are distributed (Citus): bis.items is then a
+ * reference table, which is never locked on the restock path; the turn is
+ * the SKU's row in bis.restock_turns, a table co-located with its stock and
+ * subscriptions, inserted at the SKU's first restock.
+ */
+static const char turn_distributed_sql[] =
+"WITH turn AS ("
+"    INSERT INTO bis.restock_turns AS t (sku) VALUES ($1)"
+"    ON CONFLICT (sku) DO UPDATE SET sku = excluded.sku RETURNING t.sku"
+")"
+" SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif($2, 0)),"
+"        i.status OPERATOR(pg_catalog.=) 'active', i.price, coalesce(i.restock_dwell, $3)"
+"   FROM turn, bis.items i WHERE i.sku OPERATOR(pg_catalog.=) turn.sku";
+
 enum
 {
 	T_ALERTS_ENABLED, T_WAVE_PER_UNIT, T_ACTIVE, T_PRICE, T_DWELL
@@ -296,10 +311,16 @@ sql_is_current(const Crossing *c)
 	return current;
 }
 
-/* Prepare a statement once for the life of the backend; caller is in SPI */
+/*
+ * Prepare a statement once for the life of the backend; caller is in SPI.
+ * sql must be a text the caller keeps, such as a static one.
+ */
 SPIPlanPtr
 prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
+	/* on Citus, in a shard group: a plan for its shards (distribute.c) */
+	if (current_shard_group != NULL)
+		return prepare_in_group(sql, nargs, argtypes);
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
@@ -581,8 +602,8 @@ execute_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
  * maximum price the item is above wait, and the rest are notified, a chunk
  * and a wave at a time.
  */
-int
-restock(Oid as_owner_of, const Crossing *c)
+static int
+restock_here(Oid as_owner_of, const Crossing *c)
 {
 	AsRole		as;
 	Datum		values[15];
@@ -611,7 +632,8 @@ restock(Oid as_owner_of, const Crossing *c)
 		values[0] = c->sku;
 		values[1] = Int32GetDatum(bis_wave_per_unit);
 		values[2] = interval_seconds(bis_restock_dwell);
-		execute_kept(&turn_plan, turn_sql, 3, argtypes, values, NULL, SPI_OK_SELECT);
+		execute_kept(&turn_plan, current_shard_group ? turn_distributed_sql : turn_sql,
+					 3, argtypes, values, NULL, SPI_OK_SELECT);
 	}
 	if (SPI_processed == 1)
 	{
@@ -696,6 +718,38 @@ restock(Oid as_owner_of, const Crossing *c)
 
 	bis_enqueued_total += enqueued;
 	note_pending(enqueued);
+	return enqueued;
+}
+
+/*
+ * Record one crossing, in the SKU's shard group where bis's tables are
+ * distributed (Citus): the trigger then runs on the node that holds the
+ * SKU's shards, and works on them there.
+ */
+int
+restock(Oid as_owner_of, const Crossing *c)
+{
+	AsRole		as;
+	ShardGroup *group;
+	ShardGroup *before;
+	int			enqueued;
+
+	if (!bis_is_distributed())
+		return restock_here(as_owner_of, c);
+
+	begin_as_role(function_owner(as_owner_of), false, &as);
+	group = shard_group_of_sku(c->sku);
+	end_as_role(&as);
+	before = use_shard_group(group);
+	PG_TRY();
+	{
+		enqueued = restock_here(as_owner_of, c);
+	}
+	PG_FINALLY();
+	{
+		use_shard_group(before);
+	}
+	PG_END_TRY();
 	return enqueued;
 }
 

@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(106);
+SELECT plan(113);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -43,17 +43,19 @@ INSERT INTO api VALUES
   ('purge', '{interval}', 'setof record', '{older_than,notifications,subscriptions,restock_events}',
    'older_than interval DEFAULT NULL::interval'),
   ('render', '{text,jsonb,boolean}', 'text', '{template,payload,html}',
-   'template text, payload jsonb, html boolean DEFAULT false');
+   'template text, payload jsonb, html boolean DEFAULT false'),
+  ('distribute', '{}', 'void', NULL, ''),
+  ('distribute', '{regclass}', 'void', '{tbl}', 'tbl regclass');
 
--- schema, tables, views, the claim's type (1 + 1 + 10 + 2 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 11 + 2 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                                'restock_events', 'notifications', 'templates', 'send_windows',
-                               'signing_key']);
+                               'signing_key', 'restock_turns']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                     'restock_events', 'notifications', 'templates', 'send_windows',
-                    'signing_key']::name[]) t;
+                    'signing_key', 'restock_turns']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
@@ -99,17 +101,18 @@ SELECT is_empty(
   'every SQL and PL/pgSQL function in bis has SET search_path = pg_catalog, pg_temp');
 
 -- the verbs run as the extension's owner, so roles need EXECUTE only; bis.track and
--- bis.untrack run as the caller, who must own the table
+-- bis.untrack run as the caller, who must own the table, and so does bis.distribute,
+-- whose caller must own the tables it distributes
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
      WHERE p.pronamespace = 'bis'::regnamespace AND NOT p.prosecdef
-       AND p.proname NOT IN ('track', 'untrack', 'render')$$,
-  'the public functions but track, untrack and render are SECURITY DEFINER');
+       AND p.proname NOT IN ('track', 'untrack', 'render', 'distribute')$$,
+  'the public functions but track, untrack, render and distribute are SECURITY DEFINER');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p
      WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
-       AND p.proname IN ('track', 'untrack', 'render')$$,
-  'track, untrack and render run with the caller''s rights');
+       AND p.proname IN ('track', 'untrack', 'render', 'distribute')$$,
+  'track, untrack, render and distribute run with the caller''s rights');
 
 -- comments on every table, view, column and function
 SELECT is_empty(

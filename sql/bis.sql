@@ -670,6 +670,10 @@ DECLARE
     before bigint := bis._enqueued_total();
     l record;
 BEGIN
+    -- on Citus, SKU by SKU on the nodes that hold them (see Distribution)
+    IF bis._distributed() THEN
+        RETURN bis._store_levels_distributed(levels);
+    END IF;
     -- a restock takes its SKU's turn after the stock row; taking the turns
     -- first keeps writers of one SKU's stock rows from deadlocking
     PERFORM FROM bis.items i
@@ -1210,6 +1214,10 @@ BEGIN
     IF max_chunks IS NULL OR max_chunks < 1 THEN
         RAISE EXCEPTION 'max_chunks must be at least 1' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- on Citus, this node's shards (see Distribution)
+    IF bis._distributed() THEN
+        RETURN bis._expand_local(max_chunks);
+    END IF;
     FOR i IN 1..max_chunks LOOP
         ev := bis._next_expansion(after_id);
         EXIT WHEN ev.id IS NULL;
@@ -1488,6 +1496,11 @@ BEGIN
         RAISE EXCEPTION 'invalid channels %', channels USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'The channels are email, sms, push and webpush; NULL claims all of them.';
     END IF;
+    -- on Citus, this node's shards (see Distribution)
+    IF bis._distributed() THEN
+        RETURN QUERY SELECT * FROM bis._claim_local(worker, max_rows, lease, channels);
+        RETURN;
+    END IF;
 
     LOOP
         -- rows whose lease ran out, then due pending rows, oldest first; SKIP
@@ -1546,14 +1559,23 @@ CREATE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
 DECLARE
     done integer;
 BEGIN
-    -- with worker, a row another mailer took after this one's lease ran out is not touched
-    WITH sent AS (
-        UPDATE bis.notifications n
-           SET status = 'sent', sent_at = now(), claimed_until = NULL
-         WHERE n.id = ANY (ack.ids) AND n.status = 'claimed'
-           AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
-        RETURNING 1)
-    SELECT count(*) INTO done FROM sent;
+    IF bis._distributed() THEN
+        -- on Citus, this node's shards (see Distribution)
+        done := bis._set_status_local($q$
+            UPDATE bis.notifications n
+               SET status = 'sent', sent_at = now(), claimed_until = NULL
+             WHERE n.id = ANY ($1) AND n.status = 'claimed' AND ($2 IS NULL OR n.claimed_by = $2)$q$,
+            ids, worker);
+    ELSE
+        -- with worker, a row another mailer took after this one's lease ran out is not touched
+        WITH sent AS (
+            UPDATE bis.notifications n
+               SET status = 'sent', sent_at = now(), claimed_until = NULL
+             WHERE n.id = ANY (ack.ids) AND n.status = 'claimed'
+               AND (ack.worker IS NULL OR n.claimed_by = ack.worker)
+            RETURNING 1)
+        SELECT count(*) INTO done FROM sent;
+    END IF;
     -- bad input acknowledges fewer rows than ids given; its error undoes the update
     IF ids IS NULL OR done < cardinality(ids) THEN
         PERFORM bis._check_ids(ids);
@@ -1580,6 +1602,10 @@ BEGIN
     IF fail.error IS NULL THEN
         RAISE EXCEPTION 'error must not be null' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'Pass the provider''s answer, or what went wrong.';
+    END IF;
+    -- on Citus, this node's shards (see Distribution)
+    IF bis._distributed() THEN
+        RETURN bis._fail_local(fail.id, fail.error, fail.retry, fail.worker);
     END IF;
 
     SELECT * INTO n FROM bis.notifications x WHERE x.id = fail.id FOR UPDATE;
@@ -1616,6 +1642,15 @@ DECLARE
 BEGIN
     PERFORM bis._check_ids(ids);
     PERFORM bis._check_worker(worker, false);
+    IF bis._distributed() THEN
+        -- on Citus, this node's shards (see Distribution)
+        RETURN bis._set_status_local($q$
+            UPDATE bis.notifications n
+               SET status = 'pending', available_at = now(), attempts = greatest(n.attempts - 1, 0),
+                   claimed_by = NULL, claimed_until = NULL
+             WHERE n.id = ANY ($1) AND n.status = 'claimed' AND ($2 IS NULL OR n.claimed_by = $2)$q$,
+            ids, worker);
+    END IF;
     -- not delivered: the claim does not count as an attempt
     WITH released AS (
         UPDATE bis.notifications n

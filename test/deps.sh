@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install what building and testing bis needs on Debian 12, if it is missing.
+# "test/deps.sh citus" adds what building Citus from source needs (test/citus.sh).
 set -euo pipefail
 
 pg=${PG_MAJOR:-15}
 need=()
+extra=()
+[ "${1:-}" = citus ] && extra=(liblz4-dev libzstd-dev libkrb5-dev)
 for p in make gcc "postgresql-$pg" "postgresql-server-dev-$pg" "postgresql-$pg-pgtap" \
-         libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev pkg-config python3-aiosmtpd; do
+         libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev pkg-config python3-aiosmtpd \
+         ${extra[@]+"${extra[@]}"}; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

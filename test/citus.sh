@@ -14,80 +14,17 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-citus_src=${BIS_CITUS_SRC:-$bis_root/../shared/citus}
-citus_version=13.2.2
-
-citus_installed() {
-    [ -f "$(pg_config --pkglibdir)/citus.so" ] &&
-        grep -q "default_version = '13.2-1'" "$(pg_config --sharedir)/extension/citus.control" 2>/dev/null
-}
-
-# Citus is a test dependency only: bis neither links to nor ships any of it
-install_citus() {
-    citus_installed && return 0
-    if [ ! -f "$citus_src/citus-$citus_version.tar.gz" ]; then
-        echo "citus: $citus_src/citus-$citus_version.tar.gz not found; set BIS_CITUS_SRC" >&2
-        exit 1
-    fi
-    local build
-    build=$(mktemp -d /tmp/bis-citus-build.XXXXXX)
-    echo "citus: building $citus_version in $build"
-    tar xzf "$citus_src/citus-$citus_version.tar.gz" -C "$build"
-    (
-        cd "$build/citus-$citus_version"
-        patch -s -p1 <"$citus_src/citus-pg15-have_createdb_privilege.patch"
-        ./configure PG_CONFIG="$(command -v pg_config)" >"$build/configure.log" 2>&1
-        make -s -j2 with_llvm=no >"$build/make.log" 2>&1
-        make -s install with_llvm=no >"$build/install.log" 2>&1
-    ) || { tail -20 "$build"/*.log >&2; exit 1; }
-    rm -rf "$build"
-}
-
-if [ "$(id -u)" -eq 0 ]; then
-    "$bis_root/test/deps.sh" citus
-    install_citus
-    bis_become_unprivileged "$@"
-fi
-install_citus
-cd "$bis_root"
+bis_citus_prepare "$@"
 
 # -- a coordinator and two workers on loopback
-port=${BIS_CITUS_PORT:-5525}
-ports=("$port" $((port + 1)) $((port + 2)))
-coord=${ports[0]} w1=${ports[1]} w2=${ports[2]}
-dir=$(mktemp -d /tmp/bis-citus.XXXXXX)
+bis_start_citus
+coord=${bis_citus_ports[0]} w1=${bis_citus_ports[1]} w2=${bis_citus_ports[2]}
+dir=$bis_citus_dir
 bindir=$(pg_config --bindir)
-export PGHOST=$dir PGUSER=postgres PGDATABASE=postgres
-
-start_node() { "$bindir/pg_ctl" -D "$dir/$1" -l "$dir/$1.log" -w -s start; }
-stop_all() {
-    for p in "${ports[@]}"; do
-        "$bindir/pg_ctl" -D "$dir/$p" -m immediate -w -s stop >/dev/null 2>&1 || true
-    done
-    rm -rf "$dir" ${BIS_TEST_COPY:+"$BIS_TEST_COPY"}
-}
-trap stop_all EXIT
-
-for p in "${ports[@]}"; do
-    "$bindir/initdb" -D "$dir/$p" -A trust -U postgres --no-sync >"$dir/initdb.log"
-    cat >>"$dir/$p/postgresql.conf" <<CONF
-shared_preload_libraries = 'citus'
-unix_socket_directories = '$dir'
-listen_addresses = '127.0.0.1'
-port = $p
-fsync = off
-max_connections = 100
-max_prepared_transactions = 100
-citus.max_cached_conns_per_worker = 2
-CONF
-    start_node "$p"
-    psql -X -q -p "$p" -c "CREATE EXTENSION citus"
-done
+start_node() { bis_citus_start_node "$1"; }
 
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -p "$coord" "$@"; }
 on() { local p=$1; shift; psql -X -q -At -v ON_ERROR_STOP=1 -p "$p" "$@"; }
-q -c "SELECT citus_set_coordinator_host('127.0.0.1', $coord)" \
-  -c "SELECT citus_add_node('127.0.0.1', $w1)" -c "SELECT citus_add_node('127.0.0.1', $w2)" >/dev/null
 
 # -- distribute bis and a shop table it tracks
 q >/dev/null <<'SQL'
@@ -112,6 +49,11 @@ expect "the catalog is made of reference tables" 5 \
 expect "an untracked table is refused" "55000" \
     "$(q -c "CREATE TABLE public.other (sku text)" -c "\set ON_ERROR_STOP 0" \
          -c "\set VERBOSITY sqlstate" -c "SELECT bis.distribute('public.other')" 2>&1 | tail -1 | sed 's/.*ERROR: *//')"
+expect "a distributed table tracked again: its shards' two triggers replaced" "|64" \
+    "$(q -c "SELECT bis.track('public.inventory', quantity_column => 'on_hand')" \
+         -c "SELECT sum(result::int) FROM run_command_on_shards('public.inventory',
+               \$\$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgname LIKE 'bis_stock%%'\$\$)" 2>&1 |
+       paste -sd'|')"
 expect "bis.distribute() refuses a worker" "55000" \
     "$(on "$w1" -c "\set VERBOSITY sqlstate" -c "SELECT bis.distribute()" 2>&1 | sed 's/.*ERROR: *//')"
 

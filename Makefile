@@ -36,7 +36,7 @@ bis-mailer: src/bis-mailer.c
 
 install: install-mailer
 uninstall: uninstall-mailer
-.PHONY: install-mailer uninstall-mailer bench
+.PHONY: install-mailer uninstall-mailer bench bench-citus
 
 install-mailer: bis-mailer
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
@@ -49,3 +49,8 @@ uninstall-mailer:
 # (BIS_BENCH_FULL=1 for the long sizes; see test/bench/run.sh)
 bench:
 	test/bench/run.sh
+
+# the same restock and drain on a Citus cluster of three nodes, beside a single
+# server (see test/bench/citus.sh)
+bench-citus:
+	test/bench/citus.sh

@@ -1884,6 +1884,7 @@ DECLARE
     grp bigint;
     ids bigint[];
     ev bis.restock_events;
+    after_id bigint;
     handed integer := 0;
     n integer;
 BEGIN
@@ -1929,14 +1930,25 @@ BEGIN
         RETURN;
     END IF;
 
-    -- nothing due: the next chunk of a restock, straight into this claim
+    -- nothing due: the next chunk of a restock, straight into this claim;
+    -- a chunk that gave this mailer nothing (the restock's last, empty one,
+    -- or rows of other channels) moves on to the next restock with work due
     FOR i IN 0 .. cardinality(grps) - 1 LOOP
         grp := grps[(start + i) % cardinality(grps) + 1];
-        ev := bis._next_expansion_group(grp, 0);
-        CONTINUE WHEN ev.id IS NULL;
-        ids := (bis._expand_group(ev, least(max_rows, settings.expand_chunk), worker, lease, channels, grp)).claimed;
-        RETURN QUERY SELECT * FROM bis._hand_out_group(coalesce(ids, '{}'), worker, grp);
-        RETURN;
+        after_id := 0;
+        LOOP
+            ev := bis._next_expansion_group(grp, after_id);
+            EXIT WHEN ev.id IS NULL;
+            after_id := ev.id + 1;
+            ids := (bis._expand_group(ev, least(max_rows, settings.expand_chunk), worker, lease,
+                                      channels, grp)).claimed;
+            CONTINUE WHEN ids IS NULL;
+            RETURN QUERY SELECT * FROM bis._hand_out_group(ids, worker, grp);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n > 0 THEN
+                RETURN;
+            END IF;
+        END LOOP;
     END LOOP;
 END
 $$;

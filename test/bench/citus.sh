@@ -8,7 +8,8 @@
 # Figures: C1 the stock transaction of a restock of 1,000 subscribers; C2
 # restocks per second (pgbench through the coordinator); C3 restock and drain
 # of N subscribers, one and two mailers per worker; C4 a mailer's calls on
-# its worker's shards against the same through the coordinator.
+# its worker's shards against the same through the coordinator; C5 the size of
+# waiting subscriptions.
 #
 # Environment:
 #   BIS_BENCH_N=100000     subscribers drained in C3 (half on each worker)
@@ -173,9 +174,17 @@ run_drain() {  # run_drain DB MAILERS SKU...: restock the SKUs in one transactio
     awk -v r="$rows" -v t="$(((t1 - t0) / 1000000))" -v nodes="${#ports[@]}" \
         'BEGIN { printf "%d %.2f %.0f %.0f\n", r, t / 1000, r / (t / 1000), r / (t / 1000) / nodes }'
 }
-declare -A c3=()
+size_of() {  # size_of DB TABLE: bytes with indexes, over every node
+    if [ "$1" = single ]; then
+        q "$coord" single -c "SELECT pg_total_relation_size('$2')"
+    else
+        q "$coord" postgres -c "SELECT citus_total_relation_size('$2')"
+    fi
+}
+declare -A c3=() c5=()
 for mailers in 1 2; do
     for db in single postgres; do
+        subs_before=$(size_of "$db" bis.subscriptions)
         if [ "$db" = single ]; then
             skus=("D$mailers")
             items "$db" "${skus[@]}"
@@ -189,6 +198,9 @@ for mailers in 1 2; do
         fi
         q "$coord" "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null 2>&1
         [ "$db" = postgres ] && for p in "$w1" "$w2"; do q "$p" "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null 2>&1; done
+        [ "$mailers" = 1 ] &&
+            c5[$db]=$(awk -v a="$(size_of "$db" bis.subscriptions)" -v b="$subs_before" -v n="$n" \
+                          'BEGIN { printf "%.0f", (a - b) / n * 1000000 / 1048576 }')
         c3[$db$mailers]=$(run_drain "$db" "$mailers" "${skus[@]}")
         expand_all "$db"
     done
@@ -204,6 +216,13 @@ for mailers in 1 2; do
     done
 done
 note "C3 restock + drain $n, rows/s with 1 / 2 mailers per node: single $(echo "${c3[single1]}" | cut -d' ' -f3) / $(echo "${c3[single2]}" | cut -d' ' -f3), Citus $(echo "${c3[postgres1]}" | cut -d' ' -f3) / $(echo "${c3[postgres2]}" | cut -d' ' -f3) ($(echo "${c3[postgres1]}" | cut -d' ' -f4) / $(echo "${c3[postgres2]}" | cut -d' ' -f4) per worker)"
+
+echo
+echo "== C5. Waiting subscriptions, MB per million (with indexes, before the restock; on Citus the key is (id, sku))"
+printf '%-24s %10s\n' "single server" "${c5[single]}" "Citus (2 workers)" "${c5[postgres]}"
+tsv C5 subscriptions_mb_per_million single "${c5[single]}"
+tsv C5 subscriptions_mb_per_million citus "${c5[postgres]}"
+note "C5 waiting subscriptions MB per million: single ${c5[single]}, Citus ${c5[postgres]}"
 
 # -- C4: a mailer's calls on its worker's shards, against the same through the coordinator
 echo

@@ -179,6 +179,7 @@ extern ShardGroup *current_shard_group;
 extern void bis_distribute_init(void);
 extern bool bis_is_distributed(void);
 extern ShardGroup *shard_group_of_sku(Datum sku);
+extern bool shard_group_is_here(const ShardGroup *group);
 extern ShardGroup *shard_group_of_node(void);
 extern ShardGroup *use_shard_group(ShardGroup *group);
 extern SPIPlanPtr prepare_in_group(const char *sql, int nargs, Oid *argtypes);

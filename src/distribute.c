@@ -123,10 +123,15 @@ static const char group_shards_sql[] =
 "                WHERE p.shardid OPERATOR(pg_catalog.=) s.shardid"
 "                  AND p.groupid OPERATOR(pg_catalog.=) l.groupid)";
 
-/* The distributed table a shard belongs to */
+/*
+ * The distributed table whose shard $1 is, if Citus names that shard $2
+ * (qualified) or $3 (in schema public): a table named like a shard is not
+ * one
+ */
 static const char logical_name_sql[] =
 "SELECT s.logicalrelid::pg_catalog.oid FROM pg_catalog.pg_dist_shard s"
-" WHERE s.shardid OPERATOR(pg_catalog.=) $1";
+" WHERE s.shardid OPERATOR(pg_catalog.=) $1"
+"   AND pg_catalog.shard_name(s.logicalrelid, s.shardid) OPERATOR(pg_catalog.=) ANY (ARRAY[$2, $3])";
 
 
 /* Forget it all when Citus's metadata of one of bis's tables changes */
@@ -335,14 +340,13 @@ shard_group(int64 key)
 }
 
 /*
- * The group bis works in for a SKU, with its shards on this node; NULL when
- * bis's tables are not distributed.  An error if the SKU's shards are on
- * another node: the work belongs where they are.
+ * The group bis works in for a SKU; NULL when bis's tables are not
+ * distributed.  shard_group_is_here() says whether its shards are on this
+ * node, where alone bis can work on them.
  */
 ShardGroup *
 shard_group_of_sku(Datum sku)
 {
-	ShardGroup *g;
 	int64		key;
 
 	if (!bis_is_distributed())
@@ -364,15 +368,14 @@ shard_group_of_sku(Datum sku)
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 
-	g = shard_group(key);
-	if (g->names[1] == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the shards of SKU \"%s\" are not on this node",
-						TextDatumGetCString(sku)),
-				 errdetail("On Citus, bis works on a SKU where its shards of bis.subscriptions, bis.restock_events and bis.notifications are."),
-				 errhint("Change stock through the distributed tables, and claim on the worker nodes.")));
-	return g;
+	return shard_group(key);
+}
+
+/* Whether the group's shard of bis.subscriptions (and so all) is here */
+bool
+shard_group_is_here(const ShardGroup *g)
+{
+	return g->names[1] != NULL;
 }
 
 /*
@@ -532,13 +535,17 @@ distributed_table_name(Relation rel)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
-		Oid			argtype = INT8OID;
-		Datum		arg = Int64GetDatum(shardid);
+		Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+		Datum		args[3];
 		bool		isnull;
 		int			ret;
 
-		ret = SPI_execute_plan(prepare_once(&logical_name_plan, logical_name_sql, 1, &argtype),
-							   &arg, NULL, true, 1);
+		args[0] = Int64GetDatum(shardid);
+		args[1] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+																 relname));
+		args[2] = CStringGetTextDatum(quote_identifier(relname));
+		ret = SPI_execute_plan(prepare_once(&logical_name_plan, logical_name_sql, 3, argtypes),
+							   args, NULL, true, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 1)
@@ -548,7 +555,9 @@ distributed_table_name(Relation rel)
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 
-	if (!OidIsValid(logical) || get_rel_name(logical) == NULL)
+	/* a shard is in its table's schema */
+	if (!OidIsValid(logical) || get_rel_name(logical) == NULL ||
+		get_rel_namespace(logical) != RelationGetNamespace(rel))
 		return NULL;
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(logical)),
 									  get_rel_name(logical));

@@ -740,6 +740,23 @@ restock(Oid as_owner_of, const Crossing *c)
 	begin_as_role(function_owner(as_owner_of), false, &as);
 	group = shard_group_of_sku(c->sku);
 	end_as_role(&as);
+
+	/*
+	 * A table tracked but not distributed with bis's tables (a local table on
+	 * the coordinator): its restocks cannot be recorded where the SKU's
+	 * shards are, and the shop's own statement must not fail for it.
+	 */
+	if (!shard_group_is_here(group))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restock of SKU \"%s\" in table %s not recorded",
+						TextDatumGetCString(c->sku), c->source),
+				 errdetail("bis's tables are distributed, and the SKU's shards are not on this node."),
+				 errhint("Distribute the table beside bis's tables with bis.distribute('%s').",
+						 c->source)));
+		return 0;
+	}
 	before = use_shard_group(group);
 	PG_TRY();
 	{

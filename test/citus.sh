@@ -49,6 +49,12 @@ expect "the catalog is made of reference tables" 5 \
 expect "an untracked table is refused" "55000" \
     "$(q -c "CREATE TABLE public.other (sku text)" -c "\set ON_ERROR_STOP 0" \
          -c "\set VERBOSITY sqlstate" -c "SELECT bis.distribute('public.other')" 2>&1 | tail -1 | sed 's/.*ERROR: *//')"
+fake=public.shop_$(q -c "SELECT get_shard_id_for_distribution_column('public.inventory', 'S-1')")
+expect "a tracked table left on the coordinator: the shop's UPDATE succeeds, its restock skipped with a WARNING naming it" \
+    "WARNING:  restock of SKU \"S-1\" in table $fake not recorded|1" \
+    "$(q -c "CREATE TABLE $fake (sku text, on_hand int)" -c "SELECT bis.track('$fake', quantity_column => 'on_hand')" \
+         -c "INSERT INTO $fake VALUES ('S-1', 0)" -c "UPDATE $fake SET on_hand = 7" \
+         -c "SELECT count(*) FROM $fake WHERE on_hand = 7" 2>&1 | grep -v '^$\|^DETAIL\|^HINT' | paste -sd'|')"
 expect "a distributed table tracked again: its shards' two triggers replaced" "|64" \
     "$(q -c "SELECT bis.track('public.inventory', quantity_column => 'on_hand')" \
          -c "SELECT sum(result::int) FROM run_command_on_shards('public.inventory',

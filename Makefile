@@ -3,7 +3,7 @@
 EXTENSION = bis
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" bis.control)
 MODULE_big = bis
-OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/render.o src/message.o src/rules.o src/token.o src/orders.o src/legacy.o
+OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/render.o src/message.o src/rules.o src/token.o src/orders.o src/legacy.o src/distribute.o
 # the install script of the current version is built from sql/bis.sql
 DATA = sql/bis--$(EXTVERSION).sql $(filter-out sql/bis--$(EXTVERSION).sql, $(wildcard sql/bis--*.sql)) \
        bis--0.1.control
@@ -36,7 +36,7 @@ mailer:
 install: install-mailer
 uninstall: uninstall-mailer
 clean: clean-mailer
-.PHONY: mailer install-mailer uninstall-mailer clean-mailer bench
+.PHONY: mailer install-mailer uninstall-mailer clean-mailer bench bench-citus
 
 install-mailer: mailer
 	$(MAKE) -C src/mailer PG_CONFIG='$(PG_CONFIG)' install
@@ -51,3 +51,8 @@ clean-mailer:
 # (BIS_BENCH_FULL=1 for the long sizes; see test/bench/run.sh)
 bench:
 	test/bench/run.sh
+
+# the same restock and drain on a Citus cluster of three nodes, beside a single
+# server (see test/bench/citus.sh)
+bench-citus:
+	test/bench/citus.sh

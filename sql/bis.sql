@@ -421,7 +421,7 @@ BEGIN
             restock_dwell = CASE WHEN e ? 'restock_dwell' THEN excluded.restock_dwell
                                  ELSE i.restock_dwell END,
             send_rate = CASE WHEN e ? 'send_rate' THEN excluded.send_rate ELSE i.send_rate END,
-            updated_at = now();
+            updated_at = excluded.updated_at;
         done := done + 1;
     END LOOP;
     RETURN done;
@@ -516,7 +516,7 @@ BEGIN
         locale = coalesce(excluded.locale, c.locale),
         time_zone = coalesce(excluded.time_zone, c.time_zone),
         first_name = coalesce(excluded.first_name, c.first_name),
-        updated_at = now();
+        updated_at = excluded.updated_at;
     RETURN upsert_contact.contact_id;
 END
 $$;
@@ -594,7 +594,7 @@ BEGIN
     INSERT INTO bis.consents AS k (contact_id, channel, granted, source)
     VALUES (set_consent.contact_id, set_consent.channel, set_consent.granted, set_consent.source)
     ON CONFLICT ON CONSTRAINT consents_pkey DO UPDATE
-        SET granted = excluded.granted, source = excluded.source, updated_at = now();
+        SET granted = excluded.granted, source = excluded.source, updated_at = excluded.updated_at;
 END
 $$;
 COMMENT ON FUNCTION bis.set_consent(text, text, boolean, text) IS 'Records that a contact gave (granted true) or withdrew (false) consent for a channel, and where; a withdrawn channel gets no message and no new subscription';
@@ -681,6 +681,10 @@ DECLARE
     before bigint := bis._enqueued_total();
     l record;
 BEGIN
+    -- on Citus, SKU by SKU on the nodes that hold them (see Distribution)
+    IF bis._distributed() THEN
+        RETURN bis._store_levels_distributed(levels);
+    END IF;
     -- a restock takes its SKU's turn after the stock row; taking the turns
     -- first keeps writers of one SKU's stock rows from deadlocking
     PERFORM FROM bis.items i
@@ -711,8 +715,8 @@ BEGIN
      ORDER BY a->>'sku', coalesce(bis._canonical_locale(a->>'locale'), ''), coalesce(a->>'externalId', '')
     ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
         quantity = excluded.quantity,
-        updated_at = now()
-     WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, now());
+        updated_at = excluded.updated_at
+     WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, excluded.updated_at);
     RETURN bis._enqueued_total() - before;
 END
 $$;
@@ -1032,8 +1036,8 @@ BEGIN
         IF sid IS NOT NULL THEN
             UPDATE bis.subscriptions s
                SET max_price = subscribe.max_price, target_price = subscribe.target_price
-             WHERE s.id = sid AND (s.max_price, s.target_price)
-                                  IS DISTINCT FROM (subscribe.max_price, subscribe.target_price);
+             WHERE s.id = sid AND s.sku = subscribe.sku
+               AND (s.max_price, s.target_price) IS DISTINCT FROM (subscribe.max_price, subscribe.target_price);
             RETURN sid;
         END IF;
         -- the active one was used or cancelled in between: insert again
@@ -1367,6 +1371,10 @@ BEGIN
     IF max_chunks IS NULL OR max_chunks < 1 THEN
         RAISE EXCEPTION 'max_chunks must be at least 1' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- on Citus, this node's shards (see Distribution)
+    IF bis._distributed() THEN
+        RETURN bis._expand_local(max_chunks);
+    END IF;
     FOR i IN 1..max_chunks LOOP
         ev := bis._next_expansion(after_id);
         EXIT WHEN ev.id IS NULL;
@@ -1627,8 +1635,9 @@ BEGIN
     IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'notification ids must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- not a correlated subquery: on Citus, one query over every shard
     SELECT i INTO missing FROM unnest(ids) i
-     WHERE NOT EXISTS (SELECT FROM bis.notifications n WHERE n.id = i) LIMIT 1;
+     WHERE i <> ALL (ARRAY(SELECT n.id FROM bis.notifications n WHERE n.id = ANY (ids))) LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'notification % does not exist', missing USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1679,6 +1688,11 @@ BEGIN
        OR NOT channels <@ ARRAY['email', 'sms', 'push', 'webpush'] THEN
         RAISE EXCEPTION 'invalid channels %', channels USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'The channels are email, sms, push and webpush; NULL claims all of them.';
+    END IF;
+    -- on Citus, this node's shards (see Distribution)
+    IF bis._distributed() THEN
+        RETURN QUERY SELECT * FROM bis._claim_local(worker, max_rows, lease, channels);
+        RETURN;
     END IF;
 
     LOOP
@@ -1740,8 +1754,15 @@ DECLARE
     settings record := bis._settings();
     done integer;
 BEGIN
-    -- with worker, a row another mailer took after this one's lease ran out is not touched
-    IF settings.max_reminders = 0 THEN
+    IF bis._distributed() THEN
+        -- on Citus, this node's shards (see Distribution); no reminders there yet
+        done := bis._set_status_local($q$
+            UPDATE bis.notifications n
+               SET status = 'sent', sent_at = now(), claimed_until = NULL
+             WHERE n.id = ANY ($1) AND n.status = 'claimed' AND ($2 IS NULL OR n.claimed_by = $2)$q$,
+            ids, worker);
+    ELSIF settings.max_reminders = 0 THEN
+        -- with worker, a row another mailer took after this one's lease ran out is not touched
         WITH sent AS (
             UPDATE bis.notifications n
                SET status = 'sent', sent_at = now(), claimed_until = NULL
@@ -1801,6 +1822,10 @@ BEGIN
         RAISE EXCEPTION 'error must not be null' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'Pass the provider''s answer, or what went wrong.';
     END IF;
+    -- on Citus, this node's shards (see Distribution)
+    IF bis._distributed() THEN
+        RETURN bis._fail_local(fail.id, fail.error, fail.retry, fail.worker);
+    END IF;
 
     SELECT * INTO n FROM bis.notifications x WHERE x.id = fail.id FOR UPDATE;
     -- only a claimed row, and with worker only one that worker holds
@@ -1836,6 +1861,15 @@ DECLARE
 BEGIN
     PERFORM bis._check_ids(ids);
     PERFORM bis._check_worker(worker, false);
+    IF bis._distributed() THEN
+        -- on Citus, this node's shards (see Distribution)
+        RETURN bis._set_status_local($q$
+            UPDATE bis.notifications n
+               SET status = 'pending', available_at = now(), attempts = greatest(n.attempts - 1, 0),
+                   claimed_by = NULL, claimed_until = NULL
+             WHERE n.id = ANY ($1) AND n.status = 'claimed' AND ($2 IS NULL OR n.claimed_by = $2)$q$,
+            ids, worker);
+    END IF;
     -- not delivered: the claim does not count as an attempt
     WITH released AS (
         UPDATE bis.notifications n
@@ -2728,7 +2762,7 @@ CREATE FUNCTION bis._duty_privileges(duty text, OUT kind text, OUT object text, 
       FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                         'restock_events', 'notifications', 'templates', 'send_windows',
                         'delivery_events', 'purchases', 'push_tokens', 'webpush_subscriptions',
-                        'tracked_tables', 'subscription_history', 'notification_history',
+                        'tracked_tables', 'restock_turns', 'subscription_history', 'notification_history',
                         'queue_health', 'demand', 'recent_restocks', 'funnel']) t
      WHERE _duty_privileges.duty IN ('application', 'admin')
     UNION ALL
@@ -2984,6 +3018,571 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.purge(interval) IS 'Removes finished notifications (the history of the subscriptions they used) with their delivery events, cancelled or expired subscriptions, restock events and purchases older than older_than (default: the setting bis.retention); returns how many notifications, subscriptions and restock events';
+
+/*
+ * Distribution (Citus)
+ *
+ * bis.distribute() makes what is keyed by SKU (stock levels, subscriptions,
+ * restock events, notifications, the per-SKU turns) distributed by sku in
+ * one co-location group, and the catalog (items, contacts, consents,
+ * templates, the signing key) reference tables; bis.distribute(tbl) puts a
+ * tracked table of the shop's beside them.  A restock then runs in the
+ * trigger on the node that holds the SKU's shards, on those shards alone
+ * (src/distribute.c), and mailers attach to the worker nodes: each node
+ * hands out, acknowledges and expands the notifications of its own shards,
+ * shard group by shard group with SKIP LOCKED, and its restocks wake the
+ * mailers that LISTEN on it.  Without Citus none of this is used.  See the
+ * README's Running on Citus.
+ */
+
+-- The per-SKU turn on Citus (src/restock.c): a row of the SKU's own shard
+-- group, where on a single server the item's row serves (bis.items is a
+-- reference table on Citus, and a row lock on it would lock every node's)
+CREATE TABLE bis.restock_turns (
+    sku text PRIMARY KEY
+);
+COMMENT ON TABLE bis.restock_turns IS 'Where bis''s tables are distributed (Citus): one row per SKU restocked, the row its restocks and expansions take turns on; empty on a single server';
+COMMENT ON COLUMN bis.restock_turns.sku IS 'The SKU';
+
+CREATE FUNCTION bis._distributed() RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'bis__distributed';
+COMMENT ON FUNCTION bis._distributed() IS 'Whether bis''s tables are distributed by Citus in this database';
+
+CREATE FUNCTION bis._group_sql(sql text, grp bigint) RETURNS text
+    LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'bis__group_sql';
+COMMENT ON FUNCTION bis._group_sql(text, bigint) IS 'A statement on bis''s tables rewritten for shard group grp on this node (Citus): each distributed table becomes its shard, each reference table this node''s placement';
+
+CREATE FUNCTION bis._hand_out_group(ids bigint[], worker text, grp bigint) RETURNS SETOF bis.message
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'bis__hand_out_group';
+COMMENT ON FUNCTION bis._hand_out_group(bigint[], text, bigint) IS 'bis._hand_out for the notifications of shard group grp on this node (Citus)';
+
+CREATE FUNCTION bis._expand_group(ev bis.restock_events, max_rows integer, worker text, lease interval,
+                                  channels text[], grp bigint, OUT enqueued integer, OUT claimed bigint[])
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__expand_group';
+COMMENT ON FUNCTION bis._expand_group(bis.restock_events, integer, text, interval, text[], bigint) IS 'bis._expand for a restock event of shard group grp on this node (Citus)';
+
+CREATE FUNCTION bis._make_signing_key() RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__make_signing_key';
+COMMENT ON FUNCTION bis._make_signing_key() IS 'Makes the key that signs unsubscribe tokens if there is none, so that bis.distribute() gives every node the same';
+
+CREATE FUNCTION bis._local_shard_groups() RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    -- Citus's catalogs: this body is only ever run where they exist
+    RETURN ARRAY(SELECT s.shardminvalue::bigint
+                   FROM pg_dist_shard s, pg_dist_placement p, pg_dist_local_group l
+                  WHERE s.logicalrelid = 'bis.notifications'::regclass
+                    AND p.shardid = s.shardid AND p.groupid = l.groupid
+                  ORDER BY 1);
+END
+$$;
+COMMENT ON FUNCTION bis._local_shard_groups() IS 'The shard groups of bis''s tables on this node (Citus), by the shards'' shardminvalue';
+
+-- what a node's mailers work on: an error where it holds no shard
+CREATE FUNCTION bis._mailer_groups() RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    grps bigint[] := bis._local_shard_groups();
+BEGIN
+    IF cardinality(grps) = 0 THEN
+        RAISE EXCEPTION 'this node holds no shard of bis.notifications'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'Where bis''s tables are distributed (Citus), each node hands out and acknowledges the notifications of its own shards.',
+            HINT = 'Connect mailers to the worker nodes.';
+    END IF;
+    RETURN grps;
+END
+$$;
+COMMENT ON FUNCTION bis._mailer_groups() IS 'The shard groups a mailer connected to this node serves (Citus); an error where there is none';
+
+CREATE FUNCTION bis._next_expansion_group(grp bigint, after_id bigint) RETURNS bis.restock_events
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    ev bis.restock_events;
+    per_unit integer;
+    quantity bigint;
+    n bigint;
+BEGIN
+    -- bis._next_expansion, in one shard group: its statements, on its shards
+    LOOP
+        EXECUTE bis._group_sql($q$
+            SELECT e.* FROM bis.restock_events e
+             WHERE (e.expansion = 'expanding' OR (e.expansion = 'waiting' AND e.next_wave_at <= now()))
+               AND e.id >= $1
+             ORDER BY e.id LIMIT 1 FOR UPDATE SKIP LOCKED$q$, grp) INTO ev USING after_id;
+        IF ev.id IS NULL THEN
+            RETURN NULL;
+        END IF;
+        after_id := ev.id + 1;
+
+        -- the SKU's turn (its row in bis.restock_turns), never waited for
+        EXECUTE bis._group_sql($q$
+            SELECT coalesce(i.wave_per_unit, nullif($2, 0))
+              FROM bis.restock_turns t LEFT JOIN bis.items i ON i.sku = t.sku
+             WHERE t.sku = $1 FOR NO KEY UPDATE OF t SKIP LOCKED$q$, grp)
+            INTO per_unit USING ev.sku, settings.wave_per_unit;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        CONTINUE WHEN n = 0;
+
+        IF ev.expansion = 'expanding' THEN
+            RETURN ev;
+        END IF;
+        quantity := bis._current_stock(ev.source_table, ev.sku, ev.locale, ev.external_id);
+        IF quantity >= ev.threshold THEN
+            EXECUTE bis._group_sql($q$
+                UPDATE bis.restock_events e
+                   SET wave = e.wave + 1, wave_quota = bis._wave_quota($2, $3),
+                       expansion = 'expanding', next_wave_at = NULL
+                 WHERE e.id = $1 AND e.sku = $4
+                RETURNING e.*$q$, grp) INTO ev USING ev.id, per_unit, quantity, ev.sku;
+            RETURN ev;
+        END IF;
+        EXECUTE bis._group_sql($q$
+            UPDATE bis.restock_events e
+               SET expansion = 'stopped', next_wave_at = NULL,
+                   held_back = bis._held_back(e.held_back, CASE WHEN e.wave = 0 THEN 'dwell' ELSE 'wave' END,
+                       (SELECT count(*) FROM bis.subscriptions s
+                         WHERE s.sku = e.sku AND s.status = 'active'
+                           AND s.id > e.last_subscription_id AND s.id <= e.max_subscription_id
+                           AND (e.locale IS NULL OR s.locale = e.locale)
+                           AND (e.external_id IS NULL OR s.external_id = e.external_id)))
+             WHERE e.id = $1 AND e.sku = $2$q$, grp) USING ev.id, ev.sku;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._next_expansion_group(bigint, bigint) IS 'bis._next_expansion in shard group grp on this node (Citus)';
+
+CREATE FUNCTION bis._claim_local(worker text, max_rows integer, lease interval, channels text[])
+    RETURNS SETOF bis.message
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    grps bigint[] := bis._mailer_groups();
+    start integer := floor(random() * cardinality(grps))::integer;
+    grp bigint;
+    ids bigint[];
+    ev bis.restock_events;
+    after_id bigint;
+    handed integer := 0;
+    n integer;
+BEGIN
+    -- bis.claim on this node's shards, group by group from a random one so
+    -- that concurrent mailers start apart; SKIP LOCKED: none waits for another
+    FOR i IN 0 .. cardinality(grps) - 1 LOOP
+        EXIT WHEN handed >= max_rows;
+        grp := grps[(start + i) % cardinality(grps) + 1];
+        LOOP
+            EXECUTE bis._group_sql($q$
+                SELECT ARRAY(SELECT n.id FROM bis.notifications n
+                              WHERE n.status = 'claimed' AND n.claimed_until <= now()
+                                AND ($2 IS NULL OR n.channel = ANY ($2))
+                              ORDER BY n.claimed_until
+                              LIMIT $1 FOR UPDATE SKIP LOCKED)$q$, grp)
+                INTO ids USING max_rows - handed, channels;
+            IF cardinality(ids) < max_rows - handed THEN
+                EXECUTE bis._group_sql($q$
+                    SELECT $3 || ARRAY(SELECT n.id FROM bis.notifications n
+                                        WHERE n.status = 'pending' AND n.available_at <= now()
+                                          AND ($2 IS NULL OR n.channel = ANY ($2))
+                                        ORDER BY n.available_at
+                                        LIMIT $1 FOR UPDATE SKIP LOCKED)$q$, grp)
+                    INTO ids USING max_rows - handed - cardinality(ids), channels, ids;
+            END IF;
+            EXIT WHEN cardinality(ids) = 0;
+            EXECUTE bis._group_sql($q$
+                UPDATE bis.notifications n
+                   SET status = CASE WHEN n.created_at < now() - $4 THEN 'expired' ELSE 'claimed' END,
+                       claimed_by = CASE WHEN n.created_at < now() - $4 THEN NULL ELSE $2 END,
+                       claimed_until = CASE WHEN n.created_at < now() - $4 THEN NULL ELSE now() + $3 END,
+                       attempts = n.attempts + 1
+                 WHERE n.id = ANY ($1)$q$, grp)
+                USING ids, worker, lease, settings.notification_ttl;
+            RETURN QUERY SELECT * FROM bis._hand_out_group(ids, worker, grp);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            handed := handed + n;
+            -- a batch that had only expired or suppressed rows: look again
+            EXIT WHEN n > 0;
+        END LOOP;
+    END LOOP;
+    IF handed > 0 THEN
+        RETURN;
+    END IF;
+
+    -- nothing due: the next chunk of a restock, straight into this claim;
+    -- a chunk that gave this mailer nothing (the restock's last, empty one,
+    -- or rows of other channels) moves on to the next restock with work due
+    FOR i IN 0 .. cardinality(grps) - 1 LOOP
+        grp := grps[(start + i) % cardinality(grps) + 1];
+        after_id := 0;
+        LOOP
+            ev := bis._next_expansion_group(grp, after_id);
+            EXIT WHEN ev.id IS NULL;
+            after_id := ev.id + 1;
+            ids := (bis._expand_group(ev, least(max_rows, settings.expand_chunk), worker, lease,
+                                      channels, grp)).claimed;
+            CONTINUE WHEN ids IS NULL;
+            RETURN QUERY SELECT * FROM bis._hand_out_group(ids, worker, grp);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n > 0 THEN
+                RETURN;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._claim_local(text, integer, interval, text[]) IS 'bis.claim where bis''s tables are distributed (Citus): the notifications of this node''s shards';
+
+CREATE FUNCTION bis._set_status_local(statement text, ids bigint[], worker text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done integer := 0;
+    n integer;
+    grp bigint;
+BEGIN
+    -- ids are unique over the nodes: stop once every one was found
+    FOREACH grp IN ARRAY bis._mailer_groups() LOOP
+        EXECUTE bis._group_sql(statement, grp) USING ids, worker;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        done := done + n;
+        EXIT WHEN done >= cardinality(ids);
+    END LOOP;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION bis._set_status_local(text, bigint[], text) IS 'Runs an UPDATE of bis.notifications by ids ($1) and worker ($2) in each shard group on this node (Citus) until every id was found; returns how many rows it changed';
+
+CREATE FUNCTION bis._fail_local(id bigint, error text, retry boolean, worker text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    settings record := bis._settings();
+    n bis.notifications;
+    grp bigint;
+    delay interval;
+BEGIN
+    -- bis.fail on this node's shard that holds the notification
+    FOREACH grp IN ARRAY bis._mailer_groups() LOOP
+        EXECUTE bis._group_sql('SELECT x.* FROM bis.notifications x WHERE x.id = $1 FOR UPDATE', grp)
+            INTO n USING fail_local.id;
+        EXIT WHEN n.id IS NOT NULL;
+    END LOOP;
+    IF n.id IS NULL THEN
+        RAISE EXCEPTION 'notification % does not exist on this node', fail_local.id
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Where bis''s tables are distributed (Citus), a mailer reports a failure to the node it claimed from.';
+    END IF;
+    IF n.status <> 'claimed' OR (fail_local.worker IS NOT NULL AND n.claimed_by <> fail_local.worker) THEN
+        RETURN n.status;
+    END IF;
+    IF coalesce(fail_local.retry, true) AND n.attempts < settings.max_attempts THEN
+        delay := least(settings.retry_base_delay * power(2, n.attempts - 1), settings.retry_max_delay);
+        delay := delay * (0.5 + random() / 2);
+        EXECUTE bis._group_sql($q$
+            UPDATE bis.notifications x
+               SET status = 'pending', available_at = now() + $2, last_error = left($3, 2000),
+                   claimed_by = NULL, claimed_until = NULL
+             WHERE x.id = $1$q$, grp) USING fail_local.id, delay, fail_local.error;
+        RETURN 'pending';
+    END IF;
+    EXECUTE bis._group_sql($q$
+        UPDATE bis.notifications x
+           SET status = 'dead', last_error = left($2, 2000), claimed_until = NULL
+         WHERE x.id = $1$q$, grp) USING fail_local.id, fail_local.error;
+    RETURN 'dead';
+END
+$$;
+COMMENT ON FUNCTION bis._fail_local(bigint, text, boolean, text) IS 'bis.fail where bis''s tables are distributed (Citus): on the shard of this node that holds the notification';
+
+CREATE FUNCTION bis._expand_local(max_chunks integer) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    chunk integer := (bis._settings()).expand_chunk;
+    ev bis.restock_events;
+    grp bigint;
+    after_id bigint := 0;
+    chunks integer := 0;
+    total integer := 0;
+BEGIN
+    -- bis.expand on this node's shards, group by group
+    FOREACH grp IN ARRAY bis._mailer_groups() LOOP
+        after_id := 0;
+        LOOP
+            EXIT WHEN chunks >= max_chunks;
+            ev := bis._next_expansion_group(grp, after_id);
+            EXIT WHEN ev.id IS NULL;
+            after_id := ev.id;
+            total := total + (bis._expand_group(ev, chunk, NULL, NULL, NULL, grp)).enqueued;
+            chunks := chunks + 1;
+        END LOOP;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION bis._expand_local(integer) IS 'bis.expand where bis''s tables are distributed (Citus): the restocks of this node''s shards';
+
+CREATE FUNCTION bis._store_levels_distributed(levels jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    total bigint := 0;
+    key text;
+    before bigint;
+    after bigint;
+    l record;
+BEGIN
+    -- bis._store_levels SKU by SKU, in order: every statement goes to the
+    -- node that holds the SKU's shards, whose session counts what it enqueued
+    FOR key IN SELECT DISTINCT a->>'sku' FROM jsonb_array_elements(levels) a ORDER BY 1 LOOP
+        -- the SKU's turn first, as on a single server
+        INSERT INTO bis.restock_turns AS t (sku) SELECT key
+        ON CONFLICT (sku) DO UPDATE SET sku = excluded.sku
+        RETURNING bis._enqueued_total() INTO before;
+        -- new levels are crossings from nothing, seen where they are stored
+        FOR l IN
+            INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
+            SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
+              FROM jsonb_array_elements(levels) a
+             WHERE a->>'sku' = key
+             ORDER BY coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
+            ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO NOTHING
+            RETURNING bis._new_stock_level(s.sku, s.quantity, s.locale, s.external_id)
+        LOOP
+        END LOOP;
+        INSERT INTO bis.stock_levels AS s (sku, locale, external_id, quantity)
+        SELECT a->>'sku', a->>'locale', a->>'externalId', (a->>'quantity')::numeric::integer
+          FROM jsonb_array_elements(levels) a
+         WHERE a->>'sku' = key
+         ORDER BY coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
+        ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
+            quantity = excluded.quantity,
+            updated_at = excluded.updated_at
+         WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, excluded.updated_at);
+        SELECT bis._enqueued_total() INTO after
+          FROM bis.restock_turns t WHERE t.sku = key;
+        total := total + after - before;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION bis._store_levels_distributed(jsonb) IS 'bis._store_levels where bis''s tables are distributed (Citus): SKU by SKU, each on the node that holds it';
+
+-- run on every node by bis.distribute(), before Citus knows bis's tables
+CREATE FUNCTION bis._shape_node() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    node bigint := (SELECT l.groupid FROM pg_dist_local_group l);
+    seq text;
+BEGIN
+    -- keys that include the distribution column, as Citus requires
+    IF (SELECT cardinality(c.conkey) FROM pg_constraint c
+         WHERE c.conrelid = 'bis.subscriptions'::regclass AND c.conname = 'subscriptions_pkey') = 1 THEN
+        ALTER TABLE bis.subscriptions DROP CONSTRAINT subscriptions_pkey,
+            ADD CONSTRAINT subscriptions_pkey PRIMARY KEY (id, sku);
+    END IF;
+    IF (SELECT cardinality(c.conkey) FROM pg_constraint c
+         WHERE c.conrelid = 'bis.restock_events'::regclass AND c.conname = 'restock_events_pkey') = 1 THEN
+        ALTER TABLE bis.restock_events DROP CONSTRAINT restock_events_pkey,
+            ADD CONSTRAINT restock_events_pkey PRIMARY KEY (id, sku);
+    END IF;
+    IF (SELECT cardinality(c.conkey) FROM pg_constraint c
+         WHERE c.conrelid = 'bis.notifications'::regclass AND c.conname = 'notifications_pkey') = 1 THEN
+        ALTER TABLE bis.notifications DROP CONSTRAINT notifications_pkey,
+            ADD CONSTRAINT notifications_pkey PRIMARY KEY (id, sku);
+    END IF;
+    -- foreign keys into the catalog wait until it is made of reference
+    -- tables (bis.distribute() puts them back)
+    IF NOT EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = 'bis.contacts'::regclass) THEN
+        ALTER TABLE bis.subscriptions DROP CONSTRAINT IF EXISTS subscriptions_sku_fkey,
+            DROP CONSTRAINT IF EXISTS subscriptions_contact_id_fkey;
+        ALTER TABLE bis.consents DROP CONSTRAINT IF EXISTS consents_contact_id_fkey;
+    END IF;
+    -- ids unique over the nodes: each node's sequences count in a range of
+    -- their own, 2^48 wide, by the node's group id
+    FOREACH seq IN ARRAY ARRAY['bis.subscriptions_id_seq', 'bis.restock_events_id_seq',
+                                'bis.notifications_id_seq'] LOOP
+        IF (SELECT s.max_value FROM pg_sequences s
+             WHERE format('%I.%I', s.schemaname, s.sequencename) = seq) <> ((node + 1) << 48) - 1 THEN
+            EXECUTE format('ALTER SEQUENCE %s MAXVALUE %s', seq, ((node + 1) << 48) - 1);
+        END IF;
+        IF (SELECT coalesce(s.last_value, 0) FROM pg_sequences s
+             WHERE format('%I.%I', s.schemaname, s.sequencename) = seq) < node << 48 THEN
+            EXECUTE format('ALTER SEQUENCE %s RESTART WITH %s', seq, (node << 48) + 1);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis._shape_node() IS 'Gives this node''s copy of bis''s tables the shape Citus needs, before they are distributed: keys with the SKU, no foreign keys into the catalog yet, ids in a range of the node''s own; run on every node by bis.distribute()';
+
+CREATE FUNCTION bis._check_citus() RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'citus') THEN
+        RAISE EXCEPTION 'bis.distribute() needs the Citus extension'
+            USING ERRCODE = 'feature_not_supported',
+            DETAIL = 'Extension "citus" is not installed in this database.',
+            HINT = 'Load citus (shared_preload_libraries) and CREATE EXTENSION citus on every node, add the workers, then call bis.distribute() on the coordinator.';
+    END IF;
+    IF NOT citus_is_coordinator() THEN
+        RAISE EXCEPTION 'bis.distribute() must be called on the coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bis._check_citus() IS 'Raises an error unless this is a Citus coordinator';
+
+CREATE FUNCTION bis.distribute() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t text;
+    unsafe_triggers text;
+    modify_mode text;
+    failures text;
+BEGIN
+    PERFORM bis._check_citus();
+    -- one signing key for every node, copied with the table
+    PERFORM bis._make_signing_key();
+    -- every node's copy of the tables in Citus's shape first: the workers'
+    -- were made by CREATE EXTENSION and are what Citus keeps there
+    PERFORM bis._shape_node();
+    SELECT string_agg(format('%s:%s: %s', r.nodename, r.nodeport, r.result), '; ') INTO failures
+      FROM run_command_on_workers('SELECT bis._shape_node()') r WHERE NOT r.success;
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION 'could not prepare bis''s tables on every worker node'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = failures,
+            HINT = 'Create extension bis on the coordinator once the workers are added: Citus creates it on each of them.';
+    END IF;
+
+    -- bis's triggers go with its tables to their shards; the foreign keys
+    -- into reference tables want one connection per node
+    unsafe_triggers := current_setting('citus.enable_unsafe_triggers');
+    modify_mode := current_setting('citus.multi_shard_modify_mode');
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    FOREACH t IN ARRAY ARRAY['bis.items', 'bis.contacts', 'bis.consents', 'bis.templates',
+                              'bis.signing_key'] LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = t::regclass);
+        -- the built-in templates are copied as they are
+        IF t = 'bis.templates' THEN
+            ALTER TABLE bis.templates DISABLE TRIGGER templates_check;
+        END IF;
+        PERFORM create_reference_table(t);
+        IF t = 'bis.templates' THEN
+            ALTER TABLE bis.templates ENABLE TRIGGER templates_check;
+        END IF;
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['bis.stock_levels', 'bis.subscriptions', 'bis.restock_events',
+                              'bis.notifications', 'bis.restock_turns'] LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = t::regclass);
+        PERFORM create_distributed_table(t, 'sku',
+            colocate_with => CASE WHEN t = 'bis.stock_levels' THEN 'default' ELSE 'bis.stock_levels' END);
+    END LOOP;
+    IF (SELECT count(DISTINCT p.colocationid) FROM pg_dist_partition p
+         WHERE p.logicalrelid IN ('bis.stock_levels'::regclass, 'bis.subscriptions'::regclass,
+                                  'bis.restock_events'::regclass, 'bis.notifications'::regclass,
+                                  'bis.restock_turns'::regclass)) <> 1 THEN
+        RAISE EXCEPTION 'bis''s tables keyed by SKU are not co-located'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Co-locate them with alter_distributed_table(..., colocate_with => ''bis.stock_levels'').';
+    END IF;
+
+    -- the foreign keys into the catalog, now made of reference tables
+    IF NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = 'bis.subscriptions'::regclass
+                                                 AND c.conname = 'subscriptions_sku_fkey') THEN
+        ALTER TABLE bis.subscriptions ADD CONSTRAINT subscriptions_sku_fkey
+            FOREIGN KEY (sku) REFERENCES bis.items ON DELETE CASCADE;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = 'bis.subscriptions'::regclass
+                                                 AND c.conname = 'subscriptions_contact_id_fkey') THEN
+        ALTER TABLE bis.subscriptions ADD CONSTRAINT subscriptions_contact_id_fkey
+            FOREIGN KEY (contact_id) REFERENCES bis.contacts ON DELETE CASCADE;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = 'bis.consents'::regclass
+                                                 AND c.conname = 'consents_contact_id_fkey') THEN
+        ALTER TABLE bis.consents ADD CONSTRAINT consents_contact_id_fkey
+            FOREIGN KEY (contact_id) REFERENCES bis.contacts ON DELETE CASCADE;
+    END IF;
+    PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+    PERFORM set_config('citus.multi_shard_modify_mode', modify_mode, true);
+END
+$$;
+COMMENT ON FUNCTION bis.distribute() IS 'On a Citus coordinator: distributes bis''s tables keyed by SKU by sku in one co-location group and makes its catalog reference tables; idempotent: call it again after adding a node';
+
+CREATE FUNCTION bis.distribute(tbl regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    sku_column name;
+    unsafe_triggers text;
+BEGIN
+    PERFORM bis._check_citus();
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'tbl must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT bis._distributed() THEN
+        RAISE EXCEPTION 'bis''s own tables are not distributed'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call bis.distribute() first.';
+    END IF;
+    SELECT t.sku_column INTO sku_column FROM bis.tracked_tables t WHERE t.tbl = distribute.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table "%" is not tracked', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Track it first with bis.track(), then distribute it.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = tbl) THEN
+        IF (SELECT p.colocationid FROM pg_dist_partition p WHERE p.logicalrelid = tbl)
+           IS DISTINCT FROM (SELECT p.colocationid FROM pg_dist_partition p
+                              WHERE p.logicalrelid = 'bis.stock_levels'::regclass)
+           OR column_to_column_name(tbl, (SELECT p.partkey FROM pg_dist_partition p
+                                           WHERE p.logicalrelid = tbl)) <> sku_column THEN
+            RAISE EXCEPTION 'table "%" is distributed, but not by "%" beside bis''s tables', tbl, sku_column
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = format('Distribute it by %I with colocate_with => ''bis.stock_levels''.', sku_column);
+        END IF;
+        RETURN;
+    END IF;
+    IF (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = sku_column)
+       <> 'text'::regtype THEN
+        RAISE EXCEPTION 'column "%" of table "%" must be of type text to be co-located with bis''s tables',
+              sku_column, tbl
+            USING ERRCODE = 'datatype_mismatch',
+            HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE text', tbl, sku_column);
+    END IF;
+    -- bis's triggers go with the table to its shards
+    unsafe_triggers := current_setting('citus.enable_unsafe_triggers');
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM create_distributed_table(tbl, sku_column, colocate_with => 'bis.stock_levels');
+    PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+END
+$$;
+COMMENT ON FUNCTION bis.distribute(regclass) IS 'On a Citus coordinator: distributes a table tracked by bis by its SKU column, co-located with bis''s tables, so that its restocks run where its shards are; idempotent';
 
 /*
  * pg_dump keeps what the tables hold; built-in templates come with the extension

@@ -153,6 +153,7 @@ _PG_init(void)
 
 	bis_trigger_init();
 	bis_restock_init();
+	bis_distribute_init();
 }
 
 static Datum

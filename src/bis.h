@@ -186,6 +186,24 @@ extern char *make_token(Signer *signer, int64 notification_id, char scope);
 /* trigger.c */
 extern void bis_trigger_init(void);
 
+/* bis on Citus: the shard group bis works in (distribute.c) */
+typedef struct ShardGroup ShardGroup;
+
+extern ShardGroup *current_shard_group;
+extern void bis_distribute_init(void);
+extern bool bis_is_distributed(void);
+extern ShardGroup *shard_group_of_sku(Datum sku);
+extern bool shard_group_is_here(const ShardGroup *group);
+extern ShardGroup *shard_group_of_node(void);
+extern ShardGroup *use_shard_group(ShardGroup *group);
+extern SPIPlanPtr prepare_in_group(const char *sql, int nargs, Oid *argtypes);
+extern Oid	bis_relation_oid(const char *table, const char *index);
+extern char *distributed_table_name(Relation rel);
+
+/* SQL-callable functions that distribute.c calls in a shard group */
+extern PGDLLEXPORT Datum bis__hand_out(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum bis__expand(PG_FUNCTION_ARGS);
+
 /* render.c */
 extern text *render_template(text *template, Jsonb *payload, bool html);
 

@@ -76,12 +76,11 @@ static void
 open_active_index(ActiveIndex *ai, bool price_drop)
 {
 	const char *name = price_drop ? "subscriptions_price_drop_idx" : "subscriptions_active_sku_idx";
-	Oid			nspid = get_namespace_oid("bis", false);
-	Oid			relid = get_relname_relid("subscriptions", nspid);
-	Oid			indexid = get_relname_relid(name, nspid);
 
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "bis.subscriptions or its index %s does not exist", name);
+	/* on Citus, the shard of the SKU's group on this node */
+	Oid			relid = bis_relation_oid("subscriptions", NULL);
+	Oid			indexid = bis_relation_oid("subscriptions", name);
+
 	ai->rel = table_open(relid, AccessShareLock);
 	ai->index = index_open(indexid, AccessShareLock);
 	ai->id = column(relid, "id");

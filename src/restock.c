@@ -63,6 +63,21 @@ static const char turn_sql[] =
 "       i.status OPERATOR(pg_catalog.=) 'active', i.price, coalesce(i.restock_dwell, $3)"
 "  FROM bis.items i WHERE i.sku OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
 
+/*
+ * The same where bis's tables are distributed (Citus): bis.items is then a
+ * reference table, which is never locked on the restock path; the turn is
+ * the SKU's row in bis.restock_turns, a table co-located with its stock and
+ * subscriptions, inserted at the SKU's first restock.
+ */
+static const char turn_distributed_sql[] =
+"WITH turn AS ("
+"    INSERT INTO bis.restock_turns AS t (sku) VALUES ($1)"
+"    ON CONFLICT (sku) DO UPDATE SET sku = excluded.sku RETURNING t.sku"
+")"
+" SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif($2, 0)),"
+"        i.status OPERATOR(pg_catalog.=) 'active', i.price, coalesce(i.restock_dwell, $3)"
+"   FROM turn, bis.items i WHERE i.sku OPERATOR(pg_catalog.=) turn.sku";
+
 enum
 {
 	T_ALERTS_ENABLED, T_WAVE_PER_UNIT, T_ACTIVE, T_PRICE, T_DWELL
@@ -75,9 +90,11 @@ enum
  * $9 the rule that held them, $10 the kind, $11 the price before a drop.
  */
 static const char logged_sql[] =
-"INSERT INTO bis.restock_events (sku, locale, external_id, old_quantity, new_quantity, threshold,"
-"                                source_table, matched, enqueued, held_back, kind, price_before)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8), $10, $11)";
+"INSERT INTO bis.restock_events (id, sku, locale, external_id, old_quantity, new_quantity,"
+"                                threshold, source_table, matched, enqueued, held_back, kind,"
+"                                price_before)"
+" VALUES (pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass),"
+"         $1, $2, $3, $4, $5, $6, $7, $8, 0, bis._held_back('{}', $9, $8), $10, $11)";
 
 /*
  * A crossing under a dwell notifies nobody yet: its restock waits out the
@@ -92,11 +109,13 @@ static const char dwell_sql[] =
 "    UPDATE bis.restock_events e SET expansion = 'stopped', next_wave_at = NULL"
 "     WHERE e.expansion IN ('expanding', 'waiting') AND e.sku OPERATOR(pg_catalog.=) $1"
 "       AND e.locale IS NOT DISTINCT FROM $2 AND e.external_id IS NOT DISTINCT FROM $3"
+"       AND e.kind OPERATOR(pg_catalog.=) 'back_in_stock'"
 ")"
 " INSERT INTO bis.restock_events"
-"        (sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
+"        (id, sku, locale, external_id, old_quantity, new_quantity, threshold, source_table,"
 "         matched, enqueued, expansion, max_subscription_id, wave, wave_quota, next_wave_at)"
-" VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 'waiting', $8, 0, 0,"
+" VALUES (pg_catalog.nextval('bis.restock_events_id_seq'::pg_catalog.regclass),"
+"         $1, $2, $3, $4, $5, $6, $7, 0, 0, 'waiting', $8, 0, 0,"
 "         pg_catalog.now() OPERATOR(pg_catalog.+) $9)";
 
 /*
@@ -106,7 +125,9 @@ static const char dwell_sql[] =
  * are those the index walk found, by their TIDs; those it found too old
  * (EXPIRED) expire.  ev is the restock event's id, KIND its notifications'
  * kind.  The notifications for which MINE is true are claimed at once by
- * worker W, leased for L.
+ * worker W, leased for L.  Ids are taken here rather than by the column's
+ * default, which a Citus shard has not; the sort comes first, so that they
+ * follow the subscriptions' order.
  */
 #define USED_AND_MADE(SKU, TIDS, EXPIRED, KIND, MINE, W, L) \
 "expired AS ("																	\
@@ -123,10 +144,11 @@ static const char dwell_sql[] =
 "    RETURNING s.id, s.contact_id, s.locale, s.external_id, s.channel, s.created_at"	\
 "), made AS ("																	\
 "    INSERT INTO bis.notifications AS n"										\
-"           (subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
+"           (id, subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
 "            external_id, channel, kind, status, claimed_by, claimed_at, claimed_until,"	\
 "            attempts)"																\
-"    SELECT u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
+"    SELECT pg_catalog.nextval('bis.notifications_id_seq'::pg_catalog.regclass),"	\
+"           u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
 "           u.channel, " KIND ", CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
 "           CASE WHEN k.mine THEN " W " END,"									\
 "           CASE WHEN k.mine THEN pg_catalog.now() END,"							\
@@ -303,10 +325,16 @@ sql_is_current(const Crossing *c)
 	return current;
 }
 
-/* Prepare a statement once for the life of the backend; caller is in SPI */
+/*
+ * Prepare a statement once for the life of the backend; caller is in SPI.
+ * sql must be a text the caller keeps, such as a static one.
+ */
 SPIPlanPtr
 prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
+	/* on Citus, in a shard group: a plan for its shards (distribute.c) */
+	if (current_shard_group != NULL)
+		return prepare_in_group(sql, nargs, argtypes);
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
@@ -590,8 +618,8 @@ execute_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
  * maximum price the item is above wait, and the rest are notified, a chunk
  * and a wave at a time.
  */
-int
-restock(Oid as_owner_of, const Crossing *c)
+static int
+restock_here(Oid as_owner_of, const Crossing *c)
 {
 	AsRole		as;
 	Datum		values[20];
@@ -620,7 +648,8 @@ restock(Oid as_owner_of, const Crossing *c)
 		values[0] = c->sku;
 		values[1] = Int32GetDatum(bis_wave_per_unit);
 		values[2] = interval_seconds(bis_restock_dwell);
-		execute_kept(&turn_plan, turn_sql, 3, argtypes, values, NULL, SPI_OK_SELECT);
+		execute_kept(&turn_plan, current_shard_group ? turn_distributed_sql : turn_sql,
+					 3, argtypes, values, NULL, SPI_OK_SELECT);
 	}
 	if (SPI_processed == 1)
 	{
@@ -718,6 +747,55 @@ restock(Oid as_owner_of, const Crossing *c)
 
 	bis_enqueued_total += enqueued;
 	note_pending(enqueued);
+	return enqueued;
+}
+
+/*
+ * Record one crossing, in the SKU's shard group where bis's tables are
+ * distributed (Citus): the trigger then runs on the node that holds the
+ * SKU's shards, and works on them there.
+ */
+int
+restock(Oid as_owner_of, const Crossing *c)
+{
+	AsRole		as;
+	ShardGroup *group;
+	ShardGroup *before;
+	int			enqueued;
+
+	if (!bis_is_distributed())
+		return restock_here(as_owner_of, c);
+
+	begin_as_role(function_owner(as_owner_of), false, &as);
+	group = shard_group_of_sku(c->sku);
+	end_as_role(&as);
+
+	/*
+	 * A table tracked but not distributed with bis's tables (a local table on
+	 * the coordinator): its restocks cannot be recorded where the SKU's
+	 * shards are, and the shop's own statement must not fail for it.
+	 */
+	if (!shard_group_is_here(group))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restock of SKU \"%s\" in table %s not recorded",
+						TextDatumGetCString(c->sku), c->source),
+				 errdetail("bis's tables are distributed, and the SKU's shards are not on this node."),
+				 errhint("Distribute the table beside bis's tables with bis.distribute('%s').",
+						 c->source)));
+		return 0;
+	}
+	before = use_shard_group(group);
+	PG_TRY();
+	{
+		enqueued = restock_here(as_owner_of, c);
+	}
+	PG_FINALLY();
+	{
+		use_shard_group(before);
+	}
+	PG_END_TRY();
 	return enqueued;
 }
 

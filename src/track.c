@@ -296,6 +296,9 @@ run_as_owner(FunctionCallInfo fcinfo, List *statements)
 	ListCell   *lc;
 
 	begin_as_role(function_owner(fcinfo->flinfo->fn_oid), true, &as);
+	/* on Citus, a distributed table's triggers go to its shards too */
+	if (bis_is_distributed())
+		set_local("citus.enable_unsafe_triggers", "on");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	foreach(lc, statements)

@@ -169,9 +169,15 @@ tracked_table(TriggerData *trigdata)
 					 errhint("Track the table again with bis.track() and its current column names.")));
 		}
 		if (tt->source == NULL)
-			tt->source = MemoryContextStrdup(cache_context(),
-											 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-																		RelationGetRelationName(rel)));
+		{
+			/* on Citus, rel is a shard: events name the distributed table */
+			char	   *source = distributed_table_name(rel);
+
+			if (source == NULL)
+				source = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													RelationGetRelationName(rel));
+			tt->source = MemoryContextStrdup(cache_context(), source);
+		}
 	}
 	return tt;
 }
@@ -257,16 +263,8 @@ load_item_thresholds(void)
 	max_item_threshold = 0;
 	items_relid = get_relname_relid("items", get_namespace_oid("bis", false));
 
-	if (thresholds_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(thresholds_sql, 0, NULL);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the item thresholds query: %s",
-				 SPI_result_code_string(SPI_result));
-		thresholds_plan = plan;
-	}
-	ret = SPI_execute_plan(thresholds_plan, NULL, NULL, true, 0);
+	ret = SPI_execute_plan(prepare_kept(&thresholds_plan, thresholds_sql, 0, NULL),
+						   NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 
@@ -310,7 +308,11 @@ check_item_thresholds(Oid fn_oid)
 	item_thresholds_valid = true;
 	PG_TRY();
 	{
+		/* on Citus, from this node's placement of bis.items */
+		ShardGroup *before = use_shard_group(shard_group_of_node());
+
 		load_item_thresholds();
+		use_shard_group(before);
 	}
 	PG_CATCH();
 	{
@@ -472,7 +474,9 @@ bis__crossing(PG_FUNCTION_ARGS)
 /*
  * bis._items_changed(): statement trigger on bis.items.  Item thresholds are
  * cached in every backend; a relcache invalidation of bis.items, sent to all
- * of them at commit, makes them reload.
+ * of them at commit, makes them reload.  On Citus the trigger fires on each
+ * node's placement of bis.items, a relation of its own: each node
+ * invalidates bis.items as well.
  */
 PG_FUNCTION_INFO_V1(bis__items_changed);
 
@@ -480,6 +484,7 @@ Datum
 bis__items_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			items;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -488,6 +493,9 @@ bis__items_changed(PG_FUNCTION_ARGS)
 						"bis._items_changed")));
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	items = get_relname_relid("items", RelationGetNamespace(trigdata->tg_relation));
+	if (OidIsValid(items) && items != RelationGetRelid(trigdata->tg_relation))
+		CacheInvalidateRelcacheByRelid(items);
 	return PointerGetDatum(NULL);
 }
 

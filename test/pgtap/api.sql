@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(178);
+SELECT plan(185);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -90,19 +90,21 @@ INSERT INTO api VALUES
   ('remove_webpush_subscription', '{text,text}', 'boolean', '{contact_id,endpoint}',
    'contact_id text, endpoint text'),
   ('push_targets', '{bigint[],text}', 'setof record',
-   '{ids,worker,notification_id,contact_id,platform,token,p256dh,auth}', 'ids bigint[], worker text');
+   '{ids,worker,notification_id,contact_id,platform,token,p256dh,auth}', 'ids bigint[], worker text'),
+  ('distribute', '{}', 'void', NULL, ''),
+  ('distribute', '{regclass}', 'void', '{tbl}', 'tbl regclass');
 
--- schema, tables, views, the claim's type (1 + 1 + 14 + 3 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 15 + 3 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                                'restock_events', 'notifications', 'templates', 'send_windows',
                                'signing_key', 'push_tokens', 'webpush_subscriptions',
-                               'delivery_events', 'purchases']);
+                               'delivery_events', 'purchases', 'restock_turns']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                     'restock_events', 'notifications', 'templates', 'send_windows',
                     'signing_key', 'push_tokens', 'webpush_subscriptions',
-                    'delivery_events', 'purchases']::name[]) t;
+                    'delivery_events', 'purchases', 'restock_turns']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
 SELECT has_view('bis', 'notification_history', 'view bis.notification_history exists');
@@ -110,7 +112,7 @@ SELECT has_view('bis', v, format('view bis.%s exists', v))
   FROM unnest(ARRAY['queue_health', 'demand', 'recent_restocks', 'funnel']::name[]) v;
 SELECT has_composite('bis', 'message', 'type bis.message, what bis.claim returns, exists');
 
--- each public function: exists with these argument types, returns, argument names (41 x 3)
+-- each public function: exists with these argument types, returns, argument names (43 x 3)
 SELECT has_function('bis', name, args, format('bis.%s(%s) exists', name, array_to_string(args, ', ')))
   FROM api ORDER BY name;
 SELECT function_returns('bis', name, args, returns, format('bis.%s returns %s', name, returns))
@@ -151,17 +153,18 @@ SELECT is_empty(
   'every SQL and PL/pgSQL function in bis has SET search_path = pg_catalog, pg_temp');
 
 -- the verbs run as the extension's owner, so roles need EXECUTE only; bis.track and
--- bis.untrack run as the caller, who must own the table
+-- bis.untrack run as the caller, who must own the table, and so does bis.distribute,
+-- whose caller must own the tables it distributes
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
      WHERE p.pronamespace = 'bis'::regnamespace AND NOT p.prosecdef
-       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke')$$,
-  'the public functions but track, untrack, track_orders, render, grant and revoke are SECURITY DEFINER');
+       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute')$$,
+  'the public functions but track, untrack, track_orders, render, grant, revoke and distribute are SECURITY DEFINER');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p
      WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
-       AND p.proname IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke')$$,
-  'track, untrack, track_orders, render, grant and revoke run with the caller''s rights');
+       AND p.proname IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute')$$,
+  'track, untrack, track_orders, render, grant, revoke and distribute run with the caller''s rights');
 
 -- comments on every table, view, column and function
 SELECT is_empty(

@@ -4,7 +4,7 @@
 -- Needs the extensions pgtap and bis already created, bis's tables empty (as after CREATE
 -- EXTENSION); changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(139);
+SELECT plan(141);
 
 -- fixtures: three items (T-5 with a threshold of its own), three contacts, a stock row at 2
 SELECT is(bis.upsert_items('[{"sku": "A-1", "title": "Jacket"}, {"sku": "T-5", "threshold": 5},
@@ -299,6 +299,12 @@ SELECT is(pg_temp.error_of($$SELECT bis.upsert_items('[{"sku": "A-1", "attribute
 SELECT throws_ok($$SELECT bis.put_stock_levels('[{"sku": 123, "quantity": 1}]')$$,
   '22023', 'field "sku" must be a JSON string, not number', 'put_stock_levels: sku of the wrong JSON type');
 SELECT throws_ok($$SELECT bis.subscribe(NULL, 'A-1')$$, '22004', 'contact_id must not be null', 'subscribe: NULL contact_id');
+
+-- bis.distribute names Citus where it is absent
+SELECT throws_ok($$SELECT bis.distribute()$$, '0A000', 'bis.distribute() needs the Citus extension',
+  'distribute: without Citus');
+SELECT throws_ok($$SELECT bis.distribute('bis.stock_levels')$$, '0A000',
+  'bis.distribute() needs the Citus extension', 'distribute(tbl): without Citus');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1012,6 +1012,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'A target price is for a price_drop subscription, and not negative.';
     END IF;
+    IF subscribe.kind = 'price_drop' AND bis._distributed() THEN
+        RAISE EXCEPTION 'price-drop subscriptions are not supported on a distributed bis'
+            USING ERRCODE = 'feature_not_supported',
+            DETAIL = 'bis''s tables are distributed by Citus here, where bis tells of restocks only.';
+    END IF;
     IF subscribe.contact_id IS NULL THEN
         RAISE EXCEPTION 'contact_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -1140,15 +1145,18 @@ $$;
 COMMENT ON FUNCTION bis.unsubscribe(bigint) IS 'Cancels an active subscription; returns false if it was not active (already used, cancelled, expired or unknown)';
 
 CREATE FUNCTION bis.unsubscribe(contact_id text, sku text) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH cancelled AS (
-        UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
-         WHERE s.contact_id = unsubscribe.contact_id AND s.sku = unsubscribe.sku AND s.status = 'active'
-        RETURNING 1)
-    SELECT count(*)::integer FROM cancelled;
+DECLARE
+    cancelled integer;
+BEGIN
+    UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+     WHERE s.contact_id = unsubscribe.contact_id AND s.sku = unsubscribe.sku AND s.status = 'active';
+    GET DIAGNOSTICS cancelled = ROW_COUNT;
+    RETURN cancelled;
+END
 $$;
 COMMENT ON FUNCTION bis.unsubscribe(text, text) IS 'Cancels all of a contact''s waiting subscriptions of a SKU; returns how many (0 when called again)';
 
@@ -1217,13 +1225,16 @@ SELECT n.subscription_id, n.contact_id, n.sku, n.locale, n.external_id, n.channe
 COMMENT ON VIEW bis.subscription_history IS 'Every subscription: active, cancelled and expired ones from bis.subscriptions, and notified ones from the notification that used them (cancelled if the contact then unsubscribed through it)';
 
 CREATE FUNCTION bis.contact_subscriptions(contact_id text) RETURNS SETOF bis.subscription_history
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
+BEGIN
+    RETURN QUERY
     SELECT h.* FROM bis.subscription_history h
      WHERE h.contact_id = contact_subscriptions.contact_id
      ORDER BY h.created_at DESC, h.id DESC;
+END
 $$;
 COMMENT ON FUNCTION bis.contact_subscriptions(text) IS 'A contact''s subscriptions of every status, newest first';
 
@@ -1708,12 +1719,14 @@ BEGIN
     END IF;
     -- what is finished: delivered, given up, suppressed, expired; pending and
     -- claimed rows stay.  A notification is the history of the subscription
-    -- it used, and goes with it.
+    -- it used, and goes with it, as what providers said of it does.
     WITH gone AS (
         DELETE FROM bis.notifications n
          WHERE n.status IN ('sent', 'dead', 'suppressed', 'expired', 'cancelled')
            AND coalesce(n.sent_at, n.created_at) < cutoff
-        RETURNING 1)
+        RETURNING n.id),
+    events AS (
+        DELETE FROM bis.delivery_events d WHERE d.notification_id IN (SELECT g.id FROM gone g))
     SELECT count(*) INTO notifications FROM gone;
     WITH gone AS (
         DELETE FROM bis.subscriptions s
@@ -1725,10 +1738,6 @@ BEGIN
          WHERE e.occurred_at < cutoff AND e.expansion IN ('done', 'stopped')
         RETURNING 1)
     SELECT count(*) INTO restock_events FROM gone;
-    -- what providers said of notifications that are gone, and old purchases
-    DELETE FROM bis.delivery_events d
-     WHERE d.recorded_at < cutoff
-       AND NOT EXISTS (SELECT FROM bis.notifications n WHERE n.id = d.notification_id);
     DELETE FROM bis.purchases p WHERE p.purchased_at < cutoff;
     RETURN NEXT;
 END
@@ -1919,6 +1928,15 @@ BEGIN
         RAISE EXCEPTION 'tbl, order_id_column, sku_column and contact_id_column must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- its trigger would fire on the shards, where no purchase can be recorded
+    -- (nested: Citus's catalog is there only where bis is distributed)
+    IF bis._distributed() THEN
+        IF EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = tbl) THEN
+            RAISE EXCEPTION 'cannot track orders in distributed table %', tbl
+                USING ERRCODE = 'feature_not_supported',
+                HINT = 'Keep the order table on the coordinator, or report purchases with bis.record_purchase().';
+        END IF;
+    END IF;
     -- each column, and the types bis reads it as: none whose output is another role's code
     FOR col IN SELECT * FROM (VALUES
             (order_id_column, 'order_id', ARRAY['text', 'character varying', 'bigint', 'integer', 'uuid']),
@@ -2071,7 +2089,7 @@ BEGIN
     INSERT INTO bis.push_tokens AS t (platform, token, contact_id)
     VALUES (add_push_token.platform, stored, add_push_token.contact_id)
     ON CONFLICT ON CONSTRAINT push_tokens_pkey DO UPDATE
-        SET contact_id = excluded.contact_id, created_at = now()
+        SET contact_id = excluded.contact_id, created_at = excluded.created_at
         WHERE t.contact_id <> excluded.contact_id
     RETURNING true INTO added;
     RETURN coalesce(added, false);
@@ -2145,7 +2163,7 @@ BEGIN
     VALUES (endpoint, add_webpush_subscription.contact_id, p256dh, auth)
     ON CONFLICT ON CONSTRAINT webpush_subscriptions_pkey DO UPDATE
         SET contact_id = excluded.contact_id, p256dh = excluded.p256dh, auth = excluded.auth,
-            created_at = now()
+            created_at = excluded.created_at
         WHERE (w.contact_id, w.p256dh, w.auth) IS DISTINCT FROM (excluded.contact_id, excluded.p256dh, excluded.auth)
     RETURNING true INTO added;
     RETURN coalesce(added, false);
@@ -2174,22 +2192,29 @@ CREATE FUNCTION bis.push_targets(ids bigint[], worker text)
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
+DECLARE
+    -- only rows this worker holds: a mailer learns no address it has no message for
+    targets constant text := $q$
+        SELECT n.id, n.contact_id, t.platform, t.token, NULL::text, NULL::text
+          FROM bis.notifications n
+          JOIN bis.push_tokens t ON t.contact_id = n.contact_id
+         WHERE n.id = ANY ($1) AND n.channel = 'push' AND n.status = 'claimed' AND n.claimed_by = $2
+        UNION ALL
+        SELECT n.id, n.contact_id, 'webpush', w.endpoint, w.p256dh, w.auth
+          FROM bis.notifications n
+          JOIN bis.webpush_subscriptions w ON w.contact_id = n.contact_id
+         WHERE n.id = ANY ($1) AND n.channel = 'webpush' AND n.status = 'claimed' AND n.claimed_by = $2$q$;
 BEGIN
     PERFORM bis._check_worker(worker, true);
-    -- only rows this worker holds: a mailer learns no address it has no message for
-    RETURN QUERY
-    SELECT n.id, n.contact_id, t.platform, t.token, NULL::text, NULL::text
-      FROM bis.notifications n
-      JOIN bis.push_tokens t ON t.contact_id = n.contact_id
-     WHERE n.id = ANY (push_targets.ids) AND n.channel = 'push'
-       AND n.status = 'claimed' AND n.claimed_by = push_targets.worker
-    UNION ALL
-    SELECT n.id, n.contact_id, 'webpush', w.endpoint, w.p256dh, w.auth
-      FROM bis.notifications n
-      JOIN bis.webpush_subscriptions w ON w.contact_id = n.contact_id
-     WHERE n.id = ANY (push_targets.ids) AND n.channel = 'webpush'
-       AND n.status = 'claimed' AND n.claimed_by = push_targets.worker
-     ORDER BY 1, 3, 4;
+    IF NOT bis._distributed() THEN
+        RETURN QUERY EXECUTE targets || ' ORDER BY 1, 3, 4' USING ids, worker;
+        RETURN;
+    END IF;
+    -- on Citus, the notifications a mailer holds are in the shard groups of its node
+    RETURN QUERY EXECUTE
+        (SELECT string_agg(format('(%s)', bis._group_sql(targets, g)), ' UNION ALL ')
+           FROM unnest(bis._mailer_groups()) g) || ' ORDER BY 1, 3, 4'
+        USING ids, worker;
 END
 $$;
 COMMENT ON FUNCTION bis.push_targets(bigint[], text) IS 'The device tokens (push) and web push subscriptions (webpush) of the notifications among ids that worker holds, by notification id';
@@ -2203,13 +2228,17 @@ SELECT pg_catalog.pg_extension_config_dump('bis.webpush_subscriptions', '');
  * a contact's view, a storefront's one call, previews
  */
 
-CREATE FUNCTION bis.explain(contact_id text, sku text DEFAULT NULL)
+-- bis.explain's work, in PL/pgSQL: Citus plans no SQL function's statement
+-- with parameters on its tables, and PL/pgSQL takes no input parameter named
+-- as an output column (sku)
+CREATE FUNCTION bis._explain(of_contact text, of_sku text)
     RETURNS TABLE (subscription_id bigint, sku text, channel text, restock_event_id bigint,
                    restocked_at timestamptz, outcome text, reason text)
-    LANGUAGE sql STABLE
-    SECURITY DEFINER
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     AS $$
+BEGIN
+    RETURN QUERY
     SELECT h.id, h.sku, h.channel, e.id, e.occurred_at,
            CASE WHEN e.id IS NULL THEN h.status
                 WHEN h.restock_event_id = e.id THEN 'notified'
@@ -2269,8 +2298,20 @@ CREATE FUNCTION bis.explain(contact_id text, sku text DEFAULT NULL)
                -- a notified one: the restocks up to the one that notified it
                AND (h.restock_event_id IS NULL OR r.id <= h.restock_event_id)) e ON true
       LEFT JOIN bis.notifications n ON n.id = h.notification_id
-     WHERE h.contact_id = explain.contact_id AND (explain.sku IS NULL OR h.sku = explain.sku)
+     WHERE h.contact_id = of_contact AND (of_sku IS NULL OR h.sku = of_sku)
      ORDER BY h.created_at, h.id, e.id;
+END
+$$;
+COMMENT ON FUNCTION bis._explain(text, text) IS 'What bis.explain returns';
+
+CREATE FUNCTION bis.explain(contact_id text, sku text DEFAULT NULL)
+    RETURNS TABLE (subscription_id bigint, sku text, channel text, restock_event_id bigint,
+                   restocked_at timestamptz, outcome text, reason text)
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT * FROM bis._explain(contact_id, sku);
 $$;
 COMMENT ON FUNCTION bis.explain(text, text) IS 'For each of a contact''s subscriptions (of one SKU, or all), each restock of its SKU since it was made, and in plain words what happened and why, or why not';
 
@@ -2408,13 +2449,16 @@ SELECT h.sku, h.enqueued_at::date AS day,
 COMMENT ON VIEW bis.funnel IS 'Per SKU and day of the restock: notified, sent, delivered, opened, clicked, converted, and the revenue of the conversions';
 
 CREATE FUNCTION bis.contact_notifications(contact_id text) RETURNS SETOF bis.notification_history
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
+BEGIN
+    RETURN QUERY
     SELECT h.* FROM bis.notification_history h
      WHERE h.contact_id = contact_notifications.contact_id
      ORDER BY h.enqueued_at DESC, h.notification_id DESC;
+END
 $$;
 COMMENT ON FUNCTION bis.contact_notifications(text) IS 'A contact''s notifications, newest first, with each step and the conversion';
 
@@ -2697,16 +2741,16 @@ $$;
 COMMENT ON FUNCTION bis.my_subscriptions() IS 'The authenticated shopper''s subscriptions, newest first; for storefronts';
 
 CREATE FUNCTION bis.my_unsubscribe(subscription_id bigint) RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH cancelled AS (
-        UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
-         WHERE s.id = my_unsubscribe.subscription_id AND s.contact_id = bis._shopper()
-           AND s.status = 'active'
-        RETURNING 1)
-    SELECT count(*) > 0 FROM cancelled;
+BEGIN
+    UPDATE bis.subscriptions s SET status = 'cancelled', cancelled_at = now()
+     WHERE s.id = my_unsubscribe.subscription_id AND s.contact_id = bis._shopper()
+       AND s.status = 'active';
+    RETURN FOUND;
+END
 $$;
 COMMENT ON FUNCTION bis.my_unsubscribe(bigint) IS 'Cancels one of the authenticated shopper''s waiting subscriptions; false for one that is not theirs or not waiting; for storefronts';
 
@@ -2751,8 +2795,15 @@ DECLARE
     -- what stays in place of the person: no one can tell who it was
     anonymous text := 'erased:' || md5(random()::text || clock_timestamp()::text);
     counts jsonb;
+    modify_mode text;
 BEGIN
     PERFORM bis._check_contact(erase_contact.contact_id);
+    -- on Citus, the foreign keys into the reference table bis.contacts want
+    -- the shards changed over one connection per node
+    IF bis._distributed() THEN
+        modify_mode := current_setting('citus.multi_shard_modify_mode');
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     WITH n AS (
         -- the notifications stay, for the counts of restocks and funnels,
         -- with nothing that names the person
@@ -2779,6 +2830,9 @@ BEGIN
     PERFORM set_config('bis_erase.contact_id', erase_contact.contact_id, true);
     DELETE FROM bis.contacts c WHERE c.contact_id = erase_contact.contact_id;
     PERFORM set_config('bis_erase.contact_id', '', true);
+    IF modify_mode IS NOT NULL THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', modify_mode, true);
+    END IF;
     RETURN counts;
 END
 $$;
@@ -2790,7 +2844,10 @@ CREATE FUNCTION bis._contacts_delete_check() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    IF current_setting('bis_erase.contact_id', true) IS DISTINCT FROM OLD.contact_id THEN
+    -- on Citus it fires on each node's copy (bis.contacts_NNN), which
+    -- bis.erase_contact's setting does not reach: there it refuses nothing
+    IF TG_TABLE_NAME = 'contacts'
+       AND current_setting('bis_erase.contact_id', true) IS DISTINCT FROM OLD.contact_id THEN
         RAISE EXCEPTION 'cannot delete contact "%"', OLD.contact_id
             USING ERRCODE = 'dependent_objects_still_exist',
             HINT = format('Erase it instead, which leaves no trace of the person: SELECT bis.erase_contact(%L).',
@@ -3171,6 +3228,24 @@ $$;
 COMMENT ON FUNCTION bis._store_levels_distributed(jsonb) IS 'bis._store_levels where bis''s tables are distributed (Citus): SKU by SKU, each on the node that holds it';
 
 -- run on every node by bis.distribute(), before Citus knows bis's tables
+CREATE FUNCTION bis._catalog_foreign_keys(OUT tbl regclass, OUT conname name, OUT definition text)
+    RETURNS SETOF record
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    VALUES ('bis.subscriptions'::regclass, 'subscriptions_sku_fkey'::name,
+            'FOREIGN KEY (sku) REFERENCES bis.items(sku) ON DELETE CASCADE'),
+           ('bis.subscriptions', 'subscriptions_contact_id_fkey',
+            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE'),
+           ('bis.consents', 'consents_contact_id_fkey',
+            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE'),
+           ('bis.push_tokens', 'push_tokens_contact_id_fkey',
+            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE'),
+           ('bis.webpush_subscriptions', 'webpush_subscriptions_contact_id_fkey',
+            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE')
+$$;
+COMMENT ON FUNCTION bis._catalog_foreign_keys() IS 'The foreign keys of bis''s tables into its catalog, which bis.distribute() drops on every node before the catalog becomes reference tables and adds back after';
+
 CREATE FUNCTION bis._shape_node() RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -3178,6 +3253,7 @@ CREATE FUNCTION bis._shape_node() RETURNS void
 DECLARE
     node bigint := (SELECT l.groupid FROM pg_dist_local_group l);
     seq text;
+    fk record;
 BEGIN
     -- keys that include the distribution column, as Citus requires
     IF (SELECT cardinality(c.conkey) FROM pg_constraint c
@@ -3198,9 +3274,9 @@ BEGIN
     -- foreign keys into the catalog wait until it is made of reference
     -- tables (bis.distribute() puts them back)
     IF NOT EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = 'bis.contacts'::regclass) THEN
-        ALTER TABLE bis.subscriptions DROP CONSTRAINT IF EXISTS subscriptions_sku_fkey,
-            DROP CONSTRAINT IF EXISTS subscriptions_contact_id_fkey;
-        ALTER TABLE bis.consents DROP CONSTRAINT IF EXISTS consents_contact_id_fkey;
+        FOR fk IN SELECT * FROM bis._catalog_foreign_keys() LOOP
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.tbl, fk.conname);
+        END LOOP;
     END IF;
     -- ids unique over the nodes: each node's sequences count in a range of
     -- their own, 2^48 wide, by the node's group id
@@ -3243,12 +3319,28 @@ CREATE FUNCTION bis.distribute() RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
+    -- as src/distribute.c lists them
+    sku_tables text[] := ARRAY['bis.stock_levels', 'bis.subscriptions', 'bis.restock_events',
+                               'bis.notifications', 'bis.restock_turns', 'bis.purchases'];
+    reference_tables text[] := ARRAY['bis.items', 'bis.contacts', 'bis.consents', 'bis.templates',
+                                     'bis.signing_key', 'bis.push_tokens', 'bis.webpush_subscriptions',
+                                     'bis.delivery_events'];
     t text;
+    fk record;
     unsafe_triggers text;
     modify_mode text;
     failures text;
 BEGIN
     PERFORM bis._check_citus();
+    -- once distributed, bis.subscribe makes none (and Citus would not plan this)
+    IF NOT bis._distributed() THEN
+        IF EXISTS (SELECT FROM bis.subscriptions s WHERE s.kind = 'price_drop' AND s.status = 'active') THEN
+            RAISE EXCEPTION 'bis has active price-drop subscriptions'
+                USING ERRCODE = 'feature_not_supported',
+                DETAIL = 'A distributed bis tells of restocks only.',
+                HINT = 'Cancel them with bis.unsubscribe() first.';
+        END IF;
+    END IF;
     -- one signing key for every node, copied with the table
     PERFORM bis._make_signing_key();
     -- every node's copy of the tables in Citus's shape first: the workers'
@@ -3268,8 +3360,7 @@ BEGIN
     modify_mode := current_setting('citus.multi_shard_modify_mode');
     PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    FOREACH t IN ARRAY ARRAY['bis.items', 'bis.contacts', 'bis.consents', 'bis.templates',
-                              'bis.signing_key'] LOOP
+    FOREACH t IN ARRAY reference_tables LOOP
         CONTINUE WHEN EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = t::regclass);
         -- the built-in templates are copied as they are
         IF t = 'bis.templates' THEN
@@ -3280,37 +3371,24 @@ BEGIN
             ALTER TABLE bis.templates ENABLE TRIGGER templates_check;
         END IF;
     END LOOP;
-    FOREACH t IN ARRAY ARRAY['bis.stock_levels', 'bis.subscriptions', 'bis.restock_events',
-                              'bis.notifications', 'bis.restock_turns'] LOOP
+    FOREACH t IN ARRAY sku_tables LOOP
         CONTINUE WHEN EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = t::regclass);
         PERFORM create_distributed_table(t, 'sku',
             colocate_with => CASE WHEN t = 'bis.stock_levels' THEN 'default' ELSE 'bis.stock_levels' END);
     END LOOP;
     IF (SELECT count(DISTINCT p.colocationid) FROM pg_dist_partition p
-         WHERE p.logicalrelid IN ('bis.stock_levels'::regclass, 'bis.subscriptions'::regclass,
-                                  'bis.restock_events'::regclass, 'bis.notifications'::regclass,
-                                  'bis.restock_turns'::regclass)) <> 1 THEN
+         WHERE p.logicalrelid::text = ANY (sku_tables)) <> 1 THEN
         RAISE EXCEPTION 'bis''s tables keyed by SKU are not co-located'
             USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Co-locate them with alter_distributed_table(..., colocate_with => ''bis.stock_levels'').';
     END IF;
 
     -- the foreign keys into the catalog, now made of reference tables
-    IF NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = 'bis.subscriptions'::regclass
-                                                 AND c.conname = 'subscriptions_sku_fkey') THEN
-        ALTER TABLE bis.subscriptions ADD CONSTRAINT subscriptions_sku_fkey
-            FOREIGN KEY (sku) REFERENCES bis.items ON DELETE CASCADE;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = 'bis.subscriptions'::regclass
-                                                 AND c.conname = 'subscriptions_contact_id_fkey') THEN
-        ALTER TABLE bis.subscriptions ADD CONSTRAINT subscriptions_contact_id_fkey
-            FOREIGN KEY (contact_id) REFERENCES bis.contacts ON DELETE CASCADE;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = 'bis.consents'::regclass
-                                                 AND c.conname = 'consents_contact_id_fkey') THEN
-        ALTER TABLE bis.consents ADD CONSTRAINT consents_contact_id_fkey
-            FOREIGN KEY (contact_id) REFERENCES bis.contacts ON DELETE CASCADE;
-    END IF;
+    FOR fk IN SELECT * FROM bis._catalog_foreign_keys() f
+               WHERE NOT EXISTS (SELECT FROM pg_constraint c
+                                  WHERE c.conrelid = f.tbl AND c.conname = f.conname) LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.tbl, fk.conname, fk.definition);
+    END LOOP;
     PERFORM set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
     PERFORM set_config('citus.multi_shard_modify_mode', modify_mode, true);
 END

@@ -4,9 +4,10 @@
  *	  bis on Citus: the shards a restock, an expansion or a claim works on.
  *
  * bis.distribute() makes bis's tables keyed by SKU (stock levels,
- * subscriptions, restock events, notifications and the per-SKU turns)
- * distributed by sku in one co-location group, and the catalog tables
- * (items, contacts, consents, templates, the signing key) reference tables.
+ * subscriptions, restock events, notifications, the per-SKU turns and
+ * purchases) distributed by sku in one co-location group, and the catalog
+ * tables (items, contacts and their consents and push addresses, templates,
+ * the signing key, delivery events) reference tables.
  * A restock then runs on the node that holds the SKU's shards, in the
  * trigger on the shard of the stock table that crossed.  There Citus allows
  * no distributed query, and bis.subscriptions is the node's empty stand-in
@@ -52,7 +53,9 @@
  */
 static const char *const bis_tables[] = {
 	"stock_levels", "subscriptions", "restock_events", "notifications", "restock_turns",
-	"items", "contacts", "consents", "templates", "signing_key"
+	"purchases",
+	"items", "contacts", "consents", "templates", "signing_key", "push_tokens",
+	"webpush_subscriptions", "delivery_events"
 };
 
 #define BIS_NTABLES ((int) lengthof(bis_tables))

@@ -967,8 +967,12 @@ bis__price_drop_trigger(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(trigdata->tg_relation);
 	c.sku = SPI_getbinval(trigdata->tg_newtuple, desc, SPI_fnumber(desc, "sku"), &isnull);
 	c.price_before = SPI_getbinval(trigdata->tg_trigtuple, desc, SPI_fnumber(desc, "price"), &isnull);
-	/* nobody waits for a drop of this SKU's price: nothing to record */
-	if (isnull || newest_active_subscription(c.sku, true) == 0)
+	/*
+	 * Nobody waits for a drop of this SKU's price: nothing to record.  On
+	 * Citus there are no price-drop subscriptions (bis.subscribe refuses
+	 * them), and this trigger fires on every node's copy of bis.items.
+	 */
+	if (isnull || bis_is_distributed() || newest_active_subscription(c.sku, true) == 0)
 		return PointerGetDatum(NULL);
 
 	begin_as_role(function_owner(fcinfo->flinfo->fn_oid), false, &as);

@@ -35,17 +35,24 @@ CREATE TABLE public.inventory (sku text NOT NULL, warehouse text NOT NULL, on_ha
 SELECT bis.track('public.inventory', quantity_column => 'on_hand');
 SELECT bis.distribute('public.inventory');
 SQL
-expect "bis.distribute() again changes nothing" "" "$(q -c "SELECT bis.distribute()" -c "SELECT bis.distribute('public.inventory')")"
-expect "keyed by SKU: one co-location group, by sku" "1|6" \
+expect "bis.distribute() again changes nothing" "|" \
+    "$(q -c "SELECT bis.distribute()" -c "SELECT bis.distribute('public.inventory')" | paste -sd'|')"
+expect "keyed by SKU: one co-location group, by sku" "1|7" \
     "$(q -c "SELECT count(DISTINCT colocationid) || '|' || count(*) FROM pg_dist_partition
               WHERE partmethod = 'h' AND column_to_column_name(logicalrelid, partkey) = 'sku'
                 AND logicalrelid IN ('bis.stock_levels'::regclass, 'bis.subscriptions'::regclass,
                                      'bis.restock_events'::regclass, 'bis.notifications'::regclass,
-                                     'bis.restock_turns'::regclass, 'public.inventory'::regclass)")"
-expect "the catalog is made of reference tables" 5 \
+                                     'bis.restock_turns'::regclass, 'bis.purchases'::regclass,
+                                     'public.inventory'::regclass)")"
+expect "the catalog is made of reference tables" 8 \
     "$(q -c "SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'n'
               AND logicalrelid IN ('bis.items'::regclass, 'bis.contacts'::regclass, 'bis.consents'::regclass,
-                                   'bis.templates'::regclass, 'bis.signing_key'::regclass)")"
+                                   'bis.templates'::regclass, 'bis.signing_key'::regclass,
+                                   'bis.push_tokens'::regclass, 'bis.webpush_subscriptions'::regclass,
+                                   'bis.delivery_events'::regclass)")"
+expect "the foreign keys into the catalog are back" 5 \
+    "$(q -c "SELECT count(*) FROM bis._catalog_foreign_keys() f
+              JOIN pg_constraint c ON c.conrelid = f.tbl AND c.conname = f.conname")"
 expect "an untracked table is refused" "55000" \
     "$(q -c "CREATE TABLE public.other (sku text)" -c "\set ON_ERROR_STOP 0" \
          -c "\set VERBOSITY sqlstate" -c "SELECT bis.distribute('public.other')" 2>&1 | tail -1 | sed 's/.*ERROR: *//')"
@@ -143,6 +150,47 @@ expect "every notification sent once, by a mailer of its own worker" "161|161|1|
                     || bool_and(claimed_by = ANY (CASE WHEN sku IN ('$a1', '$a2') THEN ARRAY['m1', 'm2']
                                                        ELSE ARRAY['m3', 'm4'] END))
               FROM bis.notifications")"
+
+# -- after the send: push addresses on the worker, what providers and the shop
+# report on the coordinator, the answers, and a person erased
+sqlstate() { q -c "\set ON_ERROR_STOP 0" -c "\set VERBOSITY sqlstate" "$@" 2>&1 | sed 's/.*ERROR: *//'; }
+q >/dev/null <<SQL
+SELECT bis.upsert_contact('p1', email => 'p1@example.com');
+SELECT bis.add_push_token('p1', 'fcm', 'tok-p1');
+SELECT bis.subscribe('p1', '$b1', channel => 'push');
+UPDATE public.inventory SET on_hand = 0 WHERE sku = '$b1';
+UPDATE public.inventory SET on_hand = 5 WHERE sku = '$b1';
+SQL
+pid=$(on "$w2" -c "SELECT id FROM bis.claim('mp', 10, channels => ARRAY['push'])")
+expect "a push message claimed on its worker, with the contact's device token" "fcm|tok-p1|1" \
+    "$(on "$w2" -c "SELECT platform || '|' || token FROM bis.push_targets(ARRAY[$pid]::bigint[], 'mp')" \
+                -c "SELECT bis.ack(ARRAY[$pid]::bigint[], 'mp')" | paste -sd'|')"
+expect "a provider's event recorded once, a purchase, an order line of a coordinator's table" "t|f|t|1" \
+    "$(q -c "SELECT bis.record_event($pid, 'delivered', provider_event_id => 'pe-1')" \
+         -c "SELECT bis.record_event($pid, 'delivered', provider_event_id => 'pe-1')" \
+         -c "SELECT bis.record_purchase('p1', '$b1', 'o-1', 1, 10, 'EUR')" \
+         -c "CREATE TABLE public.order_lines (order_id text, sku text, contact_id text)" \
+         -c "SELECT bis.track_orders('public.order_lines')" \
+         -c "INSERT INTO public.order_lines VALUES ('o-2', '$b1', 'p1')" \
+         -c "SELECT count(*) FROM bis.purchases WHERE order_id = 'o-2'" | grep -v '^$' | paste -sd'|')"
+expect "the answers: the contact's notification, why, and the funnel" "sent|true|true|notified|1|1" \
+    "$(q -c "SELECT status || '|' || (delivered_at IS NOT NULL) || '|' || (converted_at IS NOT NULL)
+              FROM bis.contact_notifications('p1')" \
+         -c "SELECT outcome FROM bis.explain('p1', '$b1')" \
+         -c "SELECT sum(delivered) || '|' || sum(converted) FROM bis.funnel WHERE sku = '$b1'" | paste -sd'|')"
+expect "price-drop subscriptions and a distributed order table are refused (0A000)" "0A000|0A000" \
+    "$(sqlstate -c "SELECT bis.subscribe('p1', '$b1', kind => 'price_drop', target_price => 1)")|$(sqlstate \
+        -c "CREATE TABLE public.orders_d (order_id text, sku text, contact_id text)" \
+        -c "SELECT create_distributed_table('public.orders_d', 'sku', colocate_with => 'bis.stock_levels')" \
+        -c "SELECT bis.track_orders('public.orders_d')" | tail -1)"
+expect "a person erased on every node: the notification, its event and the purchases anonymized" \
+    "{\"purchases\": 2, \"notifications\": 1, \"delivery_events\": 1}|0|0|1" \
+    "$(q -c "SELECT bis.erase_contact('p1')" \
+         -c "SELECT count(*) FROM bis.contacts WHERE contact_id = 'p1'" \
+         -c "SELECT count(*) FROM bis.push_tokens WHERE contact_id = 'p1'" \
+         -c "SELECT count(*) FROM bis.notifications WHERE id = $pid AND contact_id LIKE 'erased:%'" | paste -sd'|')"
+expect "bis.purge runs on the distributed tables" "0|0|0" \
+    "$(q -c "SELECT notifications || '|' || subscriptions || '|' || restock_events FROM bis.purge('100 years')")"
 
 # -- the threshold cache and settings, on every node
 q >/dev/null -c "UPDATE public.inventory SET on_hand = 0" -c "SELECT count(bis.subscribe('c' || i, '$a1')) FROM generate_series(1, 5) i"

@@ -2,6 +2,9 @@
 # root, then go on as an unprivileged user with a throwaway cluster.
 
 bis_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# UTF-8 whatever the machine's locale: the clusters' encoding, and how psql
+# aligns the expected output's non-ASCII text
+export LC_ALL=C.UTF-8
 bis_user=${BIS_TEST_USER:-postgres}
 
 # As root: install dependencies, build and install bis, then run the calling

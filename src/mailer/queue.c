@@ -27,7 +27,8 @@ static const char *const check_sql =
 
 /*
  * The claim: the rows of the channels served ($4), with the webhook's JSON
- * built here for those that go to it ($5)
+ * built here for those that go to it ($5).  In id order, as their push
+ * targets are: a claim on Citus comes shard group by shard group.
  */
 static const char *const claim_sql =
 "SELECT m.id, m.channel, m.address, m.attempts, m.subject, m.body, m.body_html,"
@@ -35,7 +36,8 @@ static const char *const claim_sql =
 "       CASE WHEN m.channel OPERATOR(pg_catalog.=) ANY ($5::text[]) THEN pg_catalog.json_build_object("
 "           'id', m.id, 'channel', m.channel, 'address', m.address, 'subject', m.subject,"
 "           'body', m.body, 'attempt', m.attempts, 'payload', m.payload)::text END"
-"  FROM bis.claim($1::text, $2::integer, $3::interval, $4::text[]) m";
+"  FROM bis.claim($1::text, $2::integer, $3::interval, $4::text[]) m"
+" ORDER BY m.id";
 
 static const char *const targets_sql =
 "SELECT t.notification_id, t.contact_id, t.platform, t.token, t.p256dh, t.auth"

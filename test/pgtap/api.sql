@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(185);
+SELECT plan(186);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -165,6 +165,14 @@ SELECT is_empty(
      WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
        AND p.proname IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute')$$,
   'track, untrack, track_orders, render, grant, revoke and distribute run with the caller''s rights');
+
+-- bis.distribute() drops and adds back the foreign keys into the catalog
+-- from one list: it must be every one of them, as the tables define it
+SELECT set_eq(
+  $$SELECT c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
+     WHERE c.connamespace = 'bis'::regnamespace AND c.contype = 'f'$$,
+  $$SELECT * FROM bis._catalog_foreign_keys()$$,
+  'bis._catalog_foreign_keys() lists every foreign key of bis''s tables as defined');
 
 -- comments on every table, view, column and function
 SELECT is_empty(

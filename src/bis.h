@@ -52,6 +52,7 @@ extern void begin_as_role(Oid role, bool restricted, AsRole *as);
 extern void end_as_role(AsRole *as);
 extern void set_local(const char *name, const char *value);
 extern void by_key_only(void);
+extern SPIPlanPtr prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 extern SPIPlanPtr prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 extern Oid	function_owner(Oid fn_oid);
 

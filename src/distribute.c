@@ -221,23 +221,6 @@ bis_is_distributed(void)
 	return distributed == 1;
 }
 
-/* Prepare a statement once; caller is in SPI */
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
-}
-
 /*
  * Drop the groups and their plans once the metadata they came from changed,
  * unless one is in use (the next caller will).

@@ -326,15 +326,12 @@ sql_is_current(const Crossing *c)
 }
 
 /*
- * Prepare a statement once for the life of the backend; caller is in SPI.
- * sql must be a text the caller keeps, such as a static one.
+ * Prepare a statement once for the life of the backend, as it is; caller is
+ * in SPI.
  */
 SPIPlanPtr
-prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
-	/* on Citus, in a shard group: a plan for its shards (distribute.c) */
-	if (current_shard_group != NULL)
-		return prepare_in_group(sql, nargs, argtypes);
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
@@ -346,6 +343,20 @@ prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/*
+ * Prepare a statement on bis's tables once for the life of the backend;
+ * caller is in SPI.  sql must be a text the caller keeps, such as a static
+ * one.
+ */
+SPIPlanPtr
+prepare_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	/* on Citus, in a shard group: a plan for its shards (distribute.c) */
+	if (current_shard_group != NULL)
+		return prepare_in_group(sql, nargs, argtypes);
+	return prepare_once(plan, sql, nargs, argtypes);
 }
 
 /* The owner of a function: what bis's C functions run their SQL as */

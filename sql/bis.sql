@@ -785,11 +785,17 @@ COMMENT ON FUNCTION bis.put_stock_levels(jsonb) IS 'Sets stock levels from a JSO
 -- Tracking an application's own inventory table (src/track.c)
 CREATE FUNCTION bis.track(tbl regclass, sku_column name DEFAULT 'sku',
                           quantity_column name DEFAULT 'quantity',
-                          locale_column name DEFAULT NULL, external_id_column name DEFAULT NULL)
+                          locale_column name DEFAULT NULL, external_id_column name DEFAULT NULL,
+                          price_column name DEFAULT NULL)
     RETURNS void
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'bis_track';
-COMMENT ON FUNCTION bis.track(regclass, name, name, name, name) IS 'Puts bis''s restock trigger on an inventory table the caller owns, naming its sku, quantity, locale and external id columns';
+COMMENT ON FUNCTION bis.track(regclass, name, name, name, name, name) IS 'Puts bis''s restock trigger on an inventory table the caller owns, naming its sku, quantity, locale and external id columns; with a price column, the item''s price in bis.items follows it (a drop tells price-drop subscribers)';
+
+CREATE FUNCTION bis._tracked_price_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'bis__tracked_price_trigger';
+COMMENT ON FUNCTION bis._tracked_price_trigger() IS 'Row trigger put by bis.track() on a table with a price column: the item''s price in bis.items follows the column';
 
 CREATE FUNCTION bis.untrack(tbl regclass) RETURNS void
     LANGUAGE c
@@ -806,7 +812,10 @@ SELECT t.tgrelid::pg_catalog.regclass AS tbl,
        a.args[1]::pg_catalog.name AS sku_column,
        a.args[2]::pg_catalog.name AS quantity_column,
        nullif(a.args[3], '')::pg_catalog.name AS locale_column,
-       nullif(a.args[4], '')::pg_catalog.name AS external_id_column
+       nullif(a.args[4], '')::pg_catalog.name AS external_id_column,
+       (SELECT (bis._trigger_args(p.tgargs))[2]::pg_catalog.name FROM pg_catalog.pg_trigger p
+         WHERE p.tgrelid = t.tgrelid AND p.tgname = 'bis_price_update'
+           AND p.tgfoid = 'bis._tracked_price_trigger()'::pg_catalog.regprocedure) AS price_column
   FROM pg_catalog.pg_trigger t,
        LATERAL (SELECT bis._trigger_args(t.tgargs) AS args) a
  WHERE t.tgfoid = 'bis._stock_trigger()'::pg_catalog.regprocedure
@@ -2771,7 +2780,7 @@ CREATE FUNCTION bis._duty_privileges(duty text, OUT kind text, OUT object text, 
         ('application', 'bis.explain(text, text)'),
         ('application', 'bis.dry_run(text, bigint, text, text)'),
         ('application', 'bis.preview(text, text, text, text, text)'),
-        ('application', 'bis.track(regclass, name, name, name, name)'),
+        ('application', 'bis.track(regclass, name, name, name, name, name)'),
         ('application', 'bis.untrack(regclass)'),
         ('application', 'bis.track_orders(regclass, name, name, name, name, name, name, name)'),
         ('application', 'bis._order_trigger()'),
@@ -3633,6 +3642,13 @@ BEGIN
         RAISE EXCEPTION 'table "%" is not tracked', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Track it first with bis.track(), then distribute it.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = tbl
+                                          AND g.tgfoid = 'bis._tracked_price_trigger()'::regprocedure) THEN
+        RAISE EXCEPTION 'table "%" has a tracked price column', tbl
+            USING ERRCODE = 'feature_not_supported',
+            DETAIL = 'A distributed bis tells of restocks only.',
+            HINT = 'Track it again without price_column first.';
     END IF;
     IF EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = tbl) THEN
         IF (SELECT p.colocationid FROM pg_dist_partition p WHERE p.logicalrelid = tbl)

@@ -127,6 +127,33 @@ SELECT bis.subscribe('ann', 'L-3', target_price => 10);
 SELECT bis.upsert_items('[{"sku": "L-4", "title": "Lid"}]');
 SELECT bis.subscribe('ann', 'L-4', kind => 'price_drop');
 
+-- 5. a shop's own table with a price column: the item's price follows it, and a drop of
+-- an item in stock tells its price-drop subscribers as bis.upsert_items does
+CREATE TABLE shop_prices (sku text PRIMARY KEY, on_hand integer, price integer, label text);
+SELECT bis.track('shop_prices', quantity_column => 'on_hand', price_column => 'label');
+SELECT bis.track('shop_prices', quantity_column => 'on_hand', price_column => 'cost');
+SELECT bis.track('shop_prices', quantity_column => 'on_hand', price_column => 'price');
+SELECT tbl, quantity_column, price_column FROM bis.tracked_tables WHERE tbl = 'shop_prices'::regclass;
+SELECT bis.upsert_items('[{"sku": "L-5", "title": "Lamp", "price": 100}]');
+INSERT INTO shop_prices VALUES ('L-5', 3, 100, 'in stock');
+SELECT bis.subscribe('bo', 'L-5', kind => 'price_drop', target_price => 90);
+UPDATE shop_prices SET label = 'on sale';
+UPDATE shop_prices SET price = 95;
+SELECT price, (SELECT count(*) FROM bis.notifications WHERE sku = 'L-5') AS told FROM bis.items WHERE sku = 'L-5';
+UPDATE shop_prices SET price = 89;
+SELECT price, (SELECT count(*) FROM bis.notifications WHERE sku = 'L-5') AS told FROM bis.items WHERE sku = 'L-5';
+SELECT kind, source_table, matched, enqueued, price_before FROM bis.restock_events WHERE sku = 'L-5' ORDER BY id;
+UPDATE shop_prices SET price = 120;
+SELECT price FROM bis.items WHERE sku = 'L-5';
+ALTER TABLE shop_prices RENAME COLUMN price TO cost;
+SELECT bis.track('shop_prices', quantity_column => 'on_hand');
+SELECT tbl, price_column FROM bis.tracked_tables WHERE tbl = 'shop_prices'::regclass;
+UPDATE shop_prices SET price = 110;
+SELECT price FROM bis.items WHERE sku = 'L-5';
+SELECT bis.track('shop_prices', quantity_column => 'on_hand', price_column => 'price');
+SELECT bis.untrack('shop_prices');
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'shop_prices'::regclass;
+
 RESET bis.reminder_interval;
 RESET bis.conversion_window;
 DROP VIEW queue;
@@ -134,6 +161,7 @@ DROP VIEW history;
 DROP FUNCTION make_due();
 DROP TABLE order_lines;
 DROP TABLE claimed;
+DROP TABLE shop_prices;
 RESET TimeZone;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels, bis.purchases,
          bis.delivery_events, bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts,

@@ -15,7 +15,7 @@ CREATE ROLE regress_bis_owner LOGIN;
 CREATE ROLE regress_bis_mailer LOGIN;
 CREATE ROLE regress_bis_stranger LOGIN;
 GRANT USAGE ON SCHEMA bis TO regress_bis_owner, regress_bis_mailer;
-GRANT EXECUTE ON FUNCTION bis.track(regclass, name, name, name, name), bis.untrack(regclass)
+GRANT EXECUTE ON FUNCTION bis.track(regclass, name, name, name, name, name), bis.untrack(regclass)
    TO regress_bis_owner;
 GRANT EXECUTE ON FUNCTION bis.claim(text, integer, interval, text[]), bis.ack(bigint[], text),
       bis.fail(bigint, text, boolean, text), bis.release(bigint[], text) TO regress_bis_mailer;

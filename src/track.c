@@ -7,9 +7,10 @@
  * bis.track() runs with the caller's rights up to the point where it has
  * checked that the caller owns the table, then creates the triggers as the
  * extension's owner (the caller may not call bis._stock_trigger() itself).
- * The trigger's four arguments name the columns bis reads; the event trigger
- * refuses ALTER TABLE that would break them, for whoever runs it, reading
- * catalogs only.  When a later wave re-reads a tracked table's stock, it
+ * The trigger's four arguments name the columns bis reads, and so do the two
+ * of the price trigger, bis._tracked_price_trigger(), where a price column
+ * is tracked; the event trigger refuses ALTER TABLE that would break them,
+ * for whoever runs it, reading catalogs only.  When a later wave re-reads a tracked table's stock, it
  * reads it as the table's owner, in a restricted security context: planning
  * and reading a table runs its owner's index expressions, predicates and
  * constraints, and those must never run with bis's privileges.
@@ -52,6 +53,7 @@ typedef struct ColumnProblem
 
 static const Oid text_types[] = {TEXTOID, VARCHAROID, InvalidOid};
 static const Oid quantity_types[] = {INT2OID, INT4OID, INT8OID, InvalidOid};
+static const Oid price_types[] = {NUMERICOID, INT2OID, INT4OID, INT8OID, InvalidOid};
 
 /* The relation's name as regclass writes it: qualified where not visible */
 static char *
@@ -143,6 +145,18 @@ find_columns(Relation rel, char **names, TrackedColumns *cols)
 	return problem;
 }
 
+/* What is wrong with the columns the price trigger's arguments name, or NULL */
+static ColumnProblem *
+find_price_columns(Relation rel, char **names)
+{
+	ColumnProblem *problem = NULL;
+
+	(void) find_column(rel, "sku", names[0], text_types, "text or varchar", NULL, &problem);
+	(void) find_column(rel, "price", names[1], price_types,
+					   "numeric, smallint, integer or bigint", NULL, &problem);
+	return problem;
+}
+
 /*
  * Fill in where the columns a trigger's arguments name are; NULL, or a
  * sentence that says what is wrong with them.
@@ -156,29 +170,43 @@ resolve_columns(Relation rel, char **names, TrackedColumns *cols)
 }
 
 /*
- * The OID of bis._stock_trigger(), looked up without the USAGE check on
- * schema bis that a lookup by name makes: the event trigger runs for roles
- * that have no right on bis.
+ * The OID of one of bis's trigger functions, looked up without the USAGE
+ * check on schema bis that a lookup by name makes: the event trigger runs
+ * for roles that have no right on bis.
  */
 static Oid
-stock_trigger_oid(void)
+trigger_function_oid(const char *name, bool missing_ok)
 {
 	Oid			fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
-									 CStringGetDatum("_stock_trigger"),
+									 CStringGetDatum(name),
 									 PointerGetDatum(buildoidvector(NULL, 0)),
 									 ObjectIdGetDatum(get_namespace_oid("bis", false)));
 
-	if (!OidIsValid(fn))
-		elog(ERROR, "function bis._stock_trigger() does not exist");
+	if (!OidIsValid(fn) && !missing_ok)
+		elog(ERROR, "function bis.%s() does not exist", name);
 	return fn;
 }
 
+static Oid
+stock_trigger_oid(void)
+{
+	return trigger_function_oid("_stock_trigger", false);
+}
+
+/* InvalidOid while an update from 0.5 has not made it yet */
+static Oid
+price_trigger_oid(void)
+{
+	return trigger_function_oid("_tracked_price_trigger", true);
+}
+
 /*
- * The arguments of bis's trigger on rel, or NULL if it has none; *inherited
- * says whether it is a partition's clone of its parent's.
+ * The arguments of bis's trigger (of function trigger_fn, with nargs
+ * arguments) on rel, or NULL if it has none; *inherited says whether it is a
+ * partition's clone of its parent's.
  */
 static char **
-trigger_columns(Relation rel, Oid trigger_fn, bool *inherited)
+trigger_columns(Relation rel, Oid trigger_fn, int nargs, bool *inherited)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 	int			i;
@@ -189,7 +217,7 @@ trigger_columns(Relation rel, Oid trigger_fn, bool *inherited)
 	{
 		Trigger    *t = &trigdesc->triggers[i];
 
-		if (t->tgfoid == trigger_fn && t->tgnargs == 4)
+		if (t->tgfoid == trigger_fn && t->tgnargs == nargs)
 		{
 			if (inherited)
 				*inherited = t->tgisclone;
@@ -205,7 +233,7 @@ tracked_on_its_own(Oid relid, Oid trigger_fn)
 {
 	Relation	rel = relation_open(relid, AccessShareLock);
 	bool		inherited = false;
-	bool		tracked = trigger_columns(rel, trigger_fn, &inherited) != NULL && !inherited;
+	bool		tracked = trigger_columns(rel, trigger_fn, 4, &inherited) != NULL && !inherited;
 
 	relation_close(rel, AccessShareLock);
 	return tracked;
@@ -342,7 +370,7 @@ argument(const char *name)
 
 /*
  * bis.track(tbl regclass, sku_column name, quantity_column name,
- *			 locale_column name, external_id_column name)
+ *			 locale_column name, external_id_column name, price_column name)
  */
 PG_FUNCTION_INFO_V1(bis_track);
 
@@ -350,9 +378,11 @@ Datum
 bis_track(PG_FUNCTION_ARGS)
 {
 	Oid			trigger_fn = stock_trigger_oid();
+	Oid			price_fn = price_trigger_oid();
 	static const char *const arg_names[4] = {"sku_column", "quantity_column",
 	"locale_column", "external_id_column"};
 	char	   *names[4];
+	char	   *price_names[2];
 	TrackedColumns cols;
 	ColumnProblem *problem;
 	Relation	rel;
@@ -372,8 +402,18 @@ bis_track(PG_FUNCTION_ARGS)
 					 errmsg("%s must not be null", arg_names[i])));
 	}
 
+	price_names[0] = names[0];
+	price_names[1] = PG_ARGISNULL(5) ? NULL : NameStr(*PG_GETARG_NAME(5));
+	if (price_names[1] != NULL && bis_is_distributed())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("price columns are not tracked on a distributed bis"),
+				 errdetail("bis's tables are distributed by Citus here, where bis tells of restocks only.")));
+
 	rel = open_trackable(fcinfo, trigger_fn);
 	problem = find_columns(rel, names, &cols);
+	if (problem == NULL && price_names[1] != NULL)
+		problem = find_price_columns(rel, price_names);
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(problem->sqlerrcode),
@@ -393,7 +433,8 @@ bis_track(PG_FUNCTION_ARGS)
 	 * a row whose quantity crossed its threshold queues a trigger event: a
 	 * fall is sorted out by the first comparison, a rise by bis._crossing.
 	 */
-	statements = drop_triggers(rel, trigger_fn, qualified);
+	statements = list_concat(drop_triggers(rel, trigger_fn, qualified),
+							 drop_triggers(rel, price_fn, qualified));
 	statements = lappend(statements,
 						 psprintf("CREATE TRIGGER bis_stock_insert AFTER INSERT ON %s FOR EACH ROW"
 								  " WHEN (NEW.%s >= 1 AND bis._crossing(NEW.%s, NULL, NEW.%s))"
@@ -406,6 +447,17 @@ bis_track(PG_FUNCTION_ARGS)
 								  " EXECUTE FUNCTION bis._stock_trigger(%s)",
 								  quantity, qualified, quantity, quantity, quantity,
 								  quantity, sku, quantity, quantity, args));
+	if (price_names[1] != NULL)
+	{
+		const char *price = quote_identifier(price_names[1]);
+
+		statements = lappend(statements,
+							 psprintf("CREATE TRIGGER bis_price_update AFTER UPDATE OF %s ON %s FOR EACH ROW"
+									  " WHEN (NEW.%s IS DISTINCT FROM OLD.%s)"
+									  " EXECUTE FUNCTION bis._tracked_price_trigger(%s, %s)",
+									  price, qualified, price, price,
+									  argument(price_names[0]), argument(price_names[1])));
+	}
 	relation_close(rel, NoLock);
 	run_as_owner(fcinfo, statements);
 	PG_RETURN_VOID();
@@ -421,16 +473,17 @@ bis_untrack(PG_FUNCTION_ARGS)
 {
 	Oid			trigger_fn = stock_trigger_oid();
 	Relation	rel = open_trackable(fcinfo, trigger_fn);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													   RelationGetRelationName(rel));
 	List	   *statements;
 
-	statements = drop_triggers(rel, trigger_fn,
-							   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-														  RelationGetRelationName(rel)));
+	statements = drop_triggers(rel, trigger_fn, qualified);
 	if (statements == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" is not tracked", relation_name(RelationGetRelid(rel))),
 				 errhint("The view bis.tracked_tables lists the tracked tables.")));
+	statements = list_concat(statements, drop_triggers(rel, price_trigger_oid(), qualified));
 	relation_close(rel, NoLock);
 	run_as_owner(fcinfo, statements);
 	PG_RETURN_VOID();
@@ -475,6 +528,7 @@ Datum
 bis__check_tracked_tables(PG_FUNCTION_ARGS)
 {
 	Oid			trigger_fn;
+	Oid			price_fn;
 	List	   *relids = NIL;
 	ListCell   *lc;
 	uint64		i;
@@ -507,17 +561,23 @@ bis__check_tracked_tables(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 
 	trigger_fn = stock_trigger_oid();
+	price_fn = price_trigger_oid();
 	foreach(lc, relids)
 	{
 		Relation	rel = try_relation_open(lfirst_oid(lc), AccessShareLock);
 		char	  **names;
 		TrackedColumns cols;
-		ColumnProblem *problem;
+		ColumnProblem *problem = NULL;
 
 		if (rel == NULL)
 			continue;
-		names = trigger_columns(rel, trigger_fn, NULL);
-		if (names != NULL && (problem = find_columns(rel, names, &cols)) != NULL)
+		names = trigger_columns(rel, trigger_fn, 4, NULL);
+		if (names != NULL)
+			problem = find_columns(rel, names, &cols);
+		names = trigger_columns(rel, price_fn, 2, NULL);
+		if (problem == NULL && names != NULL)
+			problem = find_price_columns(rel, names);
+		if (problem != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 					 errmsg("cannot alter a column that bis reads in table \"%s\"",
@@ -565,7 +625,7 @@ bis__current_stock(PG_FUNCTION_ARGS)
 	if (!OidIsValid(relid))
 		PG_RETURN_NULL();
 	rel = relation_open(relid, AccessShareLock);
-	names = trigger_columns(rel, stock_trigger_oid(), NULL);
+	names = trigger_columns(rel, stock_trigger_oid(), 4, NULL);
 	if (names == NULL || find_columns(rel, names, &cols) != NULL)
 	{
 		relation_close(rel, AccessShareLock);

@@ -15,6 +15,10 @@
  * Both decide in C, with the column positions and the per-item thresholds
  * kept in backend-local caches; only a crossing reaches restock().
  *
+ * A table tracked with a price column also has bis._tracked_price_trigger(),
+ * AFTER UPDATE OF that column: the item's price in bis.items follows it, and
+ * bis.items' own trigger decides whether that was a price drop to tell.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,6 +30,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -509,4 +514,87 @@ Datum
 bis__enqueued_total(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(bis_enqueued_total);
+}
+
+/*
+ * bis._tracked_price_trigger(sku_column, price_column): a row trigger on a
+ * tracked table, AFTER UPDATE OF its price column WHEN the price changed.
+ * The SKU's item takes the new price, as the extension's owner; an item bis
+ * does not know is left alone.
+ */
+PG_FUNCTION_INFO_V1(bis__tracked_price_trigger);
+
+/* $1 sku, $2 the new price */
+static const char set_item_price_sql[] =
+"UPDATE bis.items i SET price = $2, updated_at = pg_catalog.now()"
+" WHERE i.sku OPERATOR(pg_catalog.=) $1 AND i.price IS DISTINCT FROM $2";
+
+static SPIPlanPtr set_item_price_plan = NULL;
+
+Datum
+bis__tracked_price_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *tg;
+	TupleDesc	desc;
+	int			sku_att;
+	int			price_att;
+	Datum		args[2];
+	bool		isnull;
+	Oid			argtypes[2] = {TEXTOID, NUMERICOID};
+	AsRole		as;
+	int			ret;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER UPDATE FOR EACH ROW with two arguments",
+						"bis._tracked_price_trigger")));
+	tg = trigdata->tg_trigger;
+	desc = RelationGetDescr(trigdata->tg_relation);
+	sku_att = SPI_fnumber(desc, tg->tgargs[0]);
+	price_att = SPI_fnumber(desc, tg->tgargs[1]);
+	if (sku_att <= 0 || price_att <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table \"%s\" has no column \"%s\" or \"%s\" that bis reads",
+						RelationGetRelationName(trigdata->tg_relation), tg->tgargs[0], tg->tgargs[1]),
+				 errhint("Track the table again with bis.track().")));
+
+	/* no SKU, or no price: nothing to follow */
+	args[0] = SPI_getbinval(trigdata->tg_newtuple, desc, sku_att, &isnull);
+	if (isnull)
+		return PointerGetDatum(NULL);
+	args[1] = SPI_getbinval(trigdata->tg_newtuple, desc, price_att, &isnull);
+	if (isnull)
+		return PointerGetDatum(NULL);
+	switch (getBaseType(TupleDescAttr(desc, price_att - 1)->atttypid))
+	{
+		case INT2OID:
+			args[1] = DirectFunctionCall1(int2_numeric, args[1]);
+			break;
+		case INT4OID:
+			args[1] = DirectFunctionCall1(int4_numeric, args[1]);
+			break;
+		case INT8OID:
+			args[1] = DirectFunctionCall1(int8_numeric, args[1]);
+			break;
+		default:
+			/* numeric: bis.track and the event trigger allow no other */
+			break;
+	}
+
+	begin_as_role(function_owner(fcinfo->flinfo->fn_oid), false, &as);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_plan(prepare_kept(&set_item_price_plan, set_item_price_sql, 2, argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	end_as_role(&as);
+	return PointerGetDatum(NULL);
 }

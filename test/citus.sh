@@ -178,8 +178,10 @@ expect "the answers: the contact's notification, why, and the funnel" "sent|true
               FROM bis.contact_notifications('p1')" \
          -c "SELECT outcome FROM bis.explain('p1', '$b1')" \
          -c "SELECT sum(delivered) || '|' || sum(converted) FROM bis.funnel WHERE sku = '$b1'" | paste -sd'|')"
-expect "price-drop subscriptions and a distributed order table are refused (0A000)" "0A000|0A000" \
+expect "price-drop subscriptions, a tracked price column and a distributed order table are refused (0A000)" \
+    "0A000|0A000|0A000" \
     "$(sqlstate -c "SELECT bis.subscribe('p1', '$b1', kind => 'price_drop', target_price => 1)")|$(sqlstate \
+        -c "SELECT bis.track('public.inventory', quantity_column => 'on_hand', price_column => 'on_hand')")|$(sqlstate \
         -c "CREATE TABLE public.orders_d (order_id text, sku text, contact_id text)" \
         -c "SELECT create_distributed_table('public.orders_d', 'sku', colocate_with => 'bis.stock_levels')" \
         -c "SELECT bis.track_orders('public.orders_d')" | tail -1)"

@@ -63,10 +63,11 @@ INSERT INTO api VALUES
    'amount_column name DEFAULT NULL::name, currency_column name DEFAULT NULL::name, '
    'purchased_at_column name DEFAULT NULL::name'),
   ('contact_subscriptions', '{text}', 'setof bis.subscription_history', '{contact_id}', 'contact_id text'),
-  ('track', '{regclass,name,name,name,name}', 'void',
-   '{tbl,sku_column,quantity_column,locale_column,external_id_column}',
+  ('track', '{regclass,name,name,name,name,name}', 'void',
+   '{tbl,sku_column,quantity_column,locale_column,external_id_column,price_column}',
    'tbl regclass, sku_column name DEFAULT ''sku''::name, quantity_column name DEFAULT ''quantity''::name, '
-   'locale_column name DEFAULT NULL::name, external_id_column name DEFAULT NULL::name'),
+   'locale_column name DEFAULT NULL::name, external_id_column name DEFAULT NULL::name, '
+   'price_column name DEFAULT NULL::name'),
   ('untrack', '{regclass}', 'void', '{tbl}', 'tbl regclass'),
   ('claim', '{text,integer,interval,text[]}', 'setof bis.message', '{worker,max_rows,lease,channels}',
    'worker text, max_rows integer DEFAULT 100, lease interval DEFAULT ''00:05:00''::interval, '

@@ -25,7 +25,7 @@ SELECT 'application', f FROM unnest(ARRAY[
     'bis.record_event(bigint,text,timestamp with time zone,text,jsonb)',
     'bis.record_purchase(text,text,text,integer,numeric,text,timestamp with time zone)',
     'bis.explain(text,text)', 'bis.dry_run(text,bigint,text,text)', 'bis.preview(text,text,text,text,text)',
-    'bis.track(regclass,name,name,name,name)', 'bis.untrack(regclass)',
+    'bis.track(regclass,name,name,name,name,name)', 'bis.untrack(regclass)',
     'bis.track_orders(regclass,name,name,name,name,name,name,name)', 'bis._order_trigger()']) f
 UNION ALL
 SELECT 'mailer', f FROM unnest(ARRAY[

@@ -211,6 +211,13 @@ extern void http_answer_free(HttpAnswer *answer);
 extern void http_error(Delivery *d, Outcome outcome, const char *who, const HttpAnswer *a);
 extern const char *json_field(const char *json, const char *name, char *out, size_t outsize);
 
+/* header.c: email headers no field can break */
+extern bool valid_email(const char *s);
+extern char *parse_from(const char *from);
+extern void append_header_text(PQExpBuffer buf, const char *text);
+extern bool append_list_unsubscribe(PQExpBuffer buf, const char *value);
+extern char *crlf_lines(const char *text);
+
 /* email.c, webhook.c, push.c: one delivery each */
 extern bool email_init(void);
 extern void deliver_email(const Message *m, Delivery *d);

@@ -80,6 +80,23 @@ fcm_init(void)
 }
 
 /*
+ * The access token of a token endpoint's answer, and when it expires, from
+ * its fields access_token and expires_in (seconds after now); false if it
+ * lacks either.
+ */
+bool
+fcm_token_answer(const char *json, time_t now, char *token, size_t tokensize, time_t *expires)
+{
+	char		expires_in[32];
+
+	if (json_field(json, "access_token", token, tokensize) == NULL ||
+		json_field(json, "expires_in", expires_in, sizeof(expires_in)) == NULL)
+		return false;
+	*expires = now + atol(expires_in);
+	return true;
+}
+
+/*
  * The access token, from the cache or exchanged anew; NULL with d set when
  * the exchange failed (a refusal is a configuration error).
  */
@@ -94,7 +111,6 @@ fcm_access_token(Delivery *d)
 	struct curl_slist *headers = NULL;
 	HttpAnswer	a;
 	char		token[2048];
-	char		expires_in[32];
 
 	if (access_token != NULL && access_expires - TOKEN_MARGIN_S > now)
 		return access_token;
@@ -136,11 +152,9 @@ fcm_access_token(Delivery *d)
 	curl_slist_free_all(headers);
 
 	if (a.rc == CURLE_OK && a.status == 200 &&
-		json_field(a.body.data, "access_token", token, sizeof(token)) != NULL &&
-		json_field(a.body.data, "expires_in", expires_in, sizeof(expires_in)) != NULL)
+		fcm_token_answer(a.body.data, now, token, sizeof(token), &access_expires))
 	{
 		access_token = pg_strdup(token);
-		access_expires = now + atol(expires_in);
 		metrics_token_refresh("fcm");
 		http_answer_free(&a);
 		return access_token;

@@ -151,7 +151,17 @@ typedef struct Options
 extern Options opt;
 
 /* options.c */
+typedef enum ConfigLine
+{
+	CONFIG_LINE_EMPTY,			/* blank, or only a comment */
+	CONFIG_LINE_SETTING,		/* a name and a value, which may be empty */
+	CONFIG_LINE_NO_NAME,
+	CONFIG_LINE_UNTERMINATED,	/* a quoted value without its closing quote */
+	CONFIG_LINE_UNQUOTED_SPACE	/* more after an unquoted value */
+} ConfigLine;
+
 extern void parse_options(int argc, char **argv);
+extern ConfigLine parse_config_line(char *line, char **name, PQExpBuffer value);
 
 /* queue.c */
 typedef struct IdList
@@ -246,14 +256,18 @@ typedef enum TargetOutcome
 } TargetOutcome;
 
 extern bool webpush_init(void);
+extern char *endpoint_origin(const char *endpoint);
 extern TargetOutcome webpush_send(const Message *m, const PushTarget *t, Delivery *d);
 extern bool fcm_init(void);
+extern bool fcm_token_answer(const char *json, time_t now, char *token, size_t tokensize,
+							 time_t *expires);
 extern TargetOutcome fcm_send(const Message *m, const PushTarget *t, Delivery *d);
 extern bool apns_init(void);
 extern TargetOutcome apns_send(const Message *m, const PushTarget *t, Delivery *d);
 
 /* metrics.c */
 extern bool metrics_start(const char *listen);
+extern void metrics_answer(int fd);
 extern void metrics_delivery(Channel channel, Outcome outcome, double seconds);
 extern void metrics_claim(int rows);
 extern void metrics_token_refresh(const char *provider);

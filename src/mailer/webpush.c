@@ -61,7 +61,7 @@ webpush_init(void)
 }
 
 /* the origin of an endpoint (scheme://host[:port]); NULL if it may not be used */
-static char *
+char *
 endpoint_origin(const char *endpoint)
 {
 	CURLU	   *u = curl_url();

@@ -19,7 +19,8 @@
 #      unsubscribe headers, and the token they carry used to unsubscribe (a
 #      forged one refused);
 #   i. mailers per channel: an email-only and an sms-only mailer side by side;
-#   j. a configuration file, the command line winning, JSON and text logs;
+#   j. a configuration file, the command line winning, a bare "once", JSON
+#      and text logs;
 #   k. push: Web Push, FCM and APNs against receivers on loopback that check
 #      signatures and decrypt payloads; tokens that are gone are removed,
 #      busy answers retried;
@@ -687,6 +688,12 @@ rc=0
 "$mailer" --config "$work/bad.conf" >/dev/null 2>"$work/e.err" || rc=$?
 expect "j: an unrecognized setting: exit 2, naming the file and line" \
     "$rc $(grep -c 'unrecognized setting "bogus-setting" in configuration file ".*bad.conf" line 1' "$work/e.err")" "2 1"
+# a name alone ends at the end of its line (test/fuzz/corpus/config found it did not)
+printf "dbname = 'dbname=%s'\nsmtp = smtp://127.0.0.1:%s\nfrom = noreply@shop.example\nonce\n" \
+    "$db" "$smtp_port" >"$work/bare.conf"
+rc=0
+"$mailer" --config "$work/bare.conf" >/dev/null 2>"$work/e.err" || rc=$?
+expect "j: a setting without a value at the end of its line, once: on" "$rc" "0"
 
 echo "== k. push: Web Push, FCM and APNs"
 keys=$work/push

@@ -335,6 +335,7 @@ ConfigLine
 parse_config_line(char *line, char **name, PQExpBuffer value)
 {
 	char	   *p = line;
+	char	   *name_end;
 
 	while (isspace((unsigned char) *p))
 		p++;
@@ -347,13 +348,14 @@ parse_config_line(char *line, char **name, PQExpBuffer value)
 			*p = '-';
 		p++;
 	}
-	if (p == *name)
+	/* a name, then a space, "=", a comment or the end of the line */
+	if (p == *name || !(*p == '\0' || *p == '=' || *p == '#' || isspace((unsigned char) *p)))
 		return CONFIG_LINE_NO_NAME;
+	name_end = p;
 	while (isspace((unsigned char) *p))
 		p++;
 	if (*p == '=')
 		p++;
-	(*name)[strcspn(*name, " \t=")] = '\0';
 	while (isspace((unsigned char) *p))
 		p++;
 
@@ -378,6 +380,7 @@ parse_config_line(char *line, char **name, PQExpBuffer value)
 		p++;
 	if (*p != '\0' && *p != '#')
 		return CONFIG_LINE_UNQUOTED_SPACE;
+	*name_end = '\0';
 	return CONFIG_LINE_SETTING;
 }
 

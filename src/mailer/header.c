@@ -148,6 +148,7 @@ bool
 append_list_unsubscribe(PQExpBuffer buf, const char *value)
 {
 	const char *p = value;
+	size_t		start = buf->len;
 
 	if (!printable_ascii(value) || value[0] != '<')
 		return false;
@@ -157,7 +158,7 @@ append_list_unsubscribe(PQExpBuffer buf, const char *value)
 		size_t		len;
 
 		if (*p != '<' || end == NULL || end - p > HEADER_WORD_MAX || memchr(p + 1, '<', end - p - 1))
-			return false;
+			goto refuse;
 		len = end + 1 - p;
 		if (p != value && line_length(buf) + len + 1 > HEADER_LINE_MAX)
 			appendPQExpBufferStr(buf, "\r\n ");
@@ -174,12 +175,18 @@ append_list_unsubscribe(PQExpBuffer buf, const char *value)
 			while (*p == ' ')
 				p++;
 			if (*p == '\0')
-				return false;
+				goto refuse;
 		}
 		else if (*p != '\0')
-			return false;
+			goto refuse;
 	}
 	return true;
+
+refuse:
+	/* what was appended before the value turned out not to be one goes */
+	buf->len = start;
+	buf->data[start] = '\0';
+	return false;
 }
 
 /*

@@ -213,14 +213,11 @@ parse_from(const char *from)
 		opt.from_address = pnstrdup(lt + 1, gt - lt - 1);
 		while (name_end > from && name_end[-1] == ' ')
 			name_end--;
-		if (name_end > from)
-		{
+		/* a quoted name loses its quotes: they are put back as needed */
+		if (name_end - from >= 2 && from[0] == '"' && name_end[-1] == '"')
+			opt.from_name = pnstrdup(from + 1, name_end - from - 2);
+		else if (name_end > from)
 			opt.from_name = pnstrdup(from, name_end - from);
-			/* a quoted name loses its quotes: they are put back as needed */
-			if (strlen(opt.from_name) >= 2 && opt.from_name[0] == '"' &&
-				opt.from_name[strlen(opt.from_name) - 1] == '"')
-				opt.from_name = pnstrdup(opt.from_name + 1, strlen(opt.from_name) - 2);
-		}
 	}
 	else
 		opt.from_address = pg_strdup(from);

@@ -103,12 +103,14 @@ append_encoded_words(PQExpBuffer buf, const char *text)
 /*
  * Appends unstructured header text (a subject): as it is, folded at spaces,
  * when it is printable ASCII without overlong words; else as encoded-words.
+ * Text with "=?" is encoded too: a reader would decode what looks like an
+ * encoded-word in it, and show something else.
  */
 void
 append_header_text(PQExpBuffer buf, const char *text)
 {
 	const char *p;
-	bool		plain = printable_ascii(text);
+	bool		plain = printable_ascii(text) && strstr(text, "=?") == NULL;
 
 	for (p = text; plain && *p; p += strcspn(p, " "), p += strspn(p, " "))
 		if (strcspn(p, " ") > HEADER_WORD_MAX)

@@ -193,6 +193,21 @@ fs_scalar(void *state, char *token, JsonTokenType tokentype)
 	free(token);
 }
 
+/* parses json with sem's callbacks; a frontend's lexer is freed by hand */
+static JsonParseErrorType
+parse_json(const char *json, JsonSemAction *sem)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen(pg_strdup(json), strlen(json),
+													   PG_UTF8, true);
+	JsonParseErrorType err = pg_parse_json(lex, sem);
+
+	free(lex->input);
+	free(lex->strval ? lex->strval->data : NULL);
+	free(lex->strval);
+	free(lex);
+	return err;
+}
+
 /*
  * The value of the top-level field name of a JSON object, as text, in out;
  * NULL if the text is not JSON or has no such scalar field.
@@ -202,9 +217,14 @@ json_field(const char *json, const char *name, char *out, size_t outsize)
 {
 	FieldSearch fs = {name, 0, false, out, outsize, false};
 	JsonSemAction sem = {0};
-	JsonLexContext *lex;
-	JsonParseErrorType err;
 
+	/*
+	 * JSON at all, first: PostgreSQL 15's parser leaks a field's name and a
+	 * scalar handed to callbacks when what follows them does not parse, and
+	 * without callbacks it makes neither
+	 */
+	if (parse_json(json, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
 	sem.semstate = &fs;
 	sem.object_start = fs_object_start;
 	sem.object_end = fs_object_end;
@@ -212,11 +232,5 @@ json_field(const char *json, const char *name, char *out, size_t outsize)
 	sem.array_end = fs_object_end;
 	sem.object_field_start = fs_field_start;
 	sem.scalar = fs_scalar;
-	lex = makeJsonLexContextCstringLen(pg_strdup(json), strlen(json), PG_UTF8, true);
-	err = pg_parse_json(lex, &sem);
-	free(lex->input);
-	free(lex->strval ? lex->strval->data : NULL);
-	free(lex->strval);
-	free(lex);
-	return err == JSON_SUCCESS && fs.found ? out : NULL;
+	return parse_json(json, &sem) == JSON_SUCCESS && fs.found ? out : NULL;
 }

@@ -24,6 +24,8 @@
 #define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
 #define JWT_LIFETIME_S 3600
 #define TOKEN_MARGIN_S 60
+/* an access token is fetched anew at least this often, whatever it says */
+#define ACCESS_TOKEN_MAX_S 86400
 
 static EVP_PKEY *key;
 static char client_email[256];
@@ -81,18 +83,29 @@ fcm_init(void)
 
 /*
  * The access token of a token endpoint's answer, and when it expires, from
- * its fields access_token and expires_in (seconds after now); false if it
- * lacks either.
+ * its fields access_token and expires_in (seconds after now, a day at
+ * most); false if it lacks either, or has one that cannot be used.
  */
 bool
 fcm_token_answer(const char *json, time_t now, char *token, size_t tokensize, time_t *expires)
 {
 	char		expires_in[32];
+	char	   *end;
+	long		seconds;
 
 	if (json_field(json, "access_token", token, tokensize) == NULL ||
 		json_field(json, "expires_in", expires_in, sizeof(expires_in)) == NULL)
 		return false;
-	*expires = now + atol(expires_in);
+	/* it goes into an Authorization header as it is: a b64token (RFC 6750) */
+	if (token[0] == '\0' ||
+		strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") !=
+		strlen(token))
+		return false;
+	errno = 0;
+	seconds = strtol(expires_in, &end, 10);
+	if (errno != 0 || end == expires_in || *end != '\0' || seconds < 1)
+		return false;
+	*expires = now + Min(seconds, ACCESS_TOKEN_MAX_S);
 	return true;
 }
 

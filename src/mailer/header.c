@@ -102,7 +102,8 @@ append_encoded_words(PQExpBuffer buf, const char *text)
 
 /*
  * Appends unstructured header text (a subject): as it is, folded at spaces,
- * when it is printable ASCII without overlong words; else as encoded-words.
+ * when it is printable ASCII without overlong words or runs of spaces; else
+ * as encoded-words.
  * Text with "=?" is encoded too: a reader would decode what looks like an
  * encoded-word in it, and show something else.
  */
@@ -112,9 +113,16 @@ append_header_text(PQExpBuffer buf, const char *text)
 	const char *p;
 	bool		plain = printable_ascii(text) && strstr(text, "=?") == NULL;
 
-	for (p = text; plain && *p; p += strcspn(p, " "), p += strspn(p, " "))
-		if (strcspn(p, " ") > HEADER_WORD_MAX)
+	/* a line may have to hold a word and a run of spaces: neither may be long */
+	for (p = text; plain && *p;)
+	{
+		size_t		word = strcspn(p, " ");
+		size_t		spaces = strspn(p + word, " ");
+
+		if (word > HEADER_WORD_MAX || spaces > HEADER_LINE_MAX)
 			plain = false;
+		p += word + spaces;
+	}
 	if (!plain)
 	{
 		append_encoded_words(buf, text);
@@ -245,7 +253,8 @@ parse_from(const char *from)
 		appendPQExpBufferStr(&hdr, opt.from_address);
 	else
 	{
-		if (!printable_ascii(opt.from_name))
+		/* encoded-words fold a name that is not ASCII, or too long for a line */
+		if (!printable_ascii(opt.from_name) || strlen(opt.from_name) > HEADER_LINE_MAX)
 			append_encoded_words(&hdr, opt.from_name);
 		else if (strpbrk(opt.from_name, "()<>[]:;@\\,.\"") != NULL)
 			appendPQExpBuffer(&hdr, "\"%s\"", opt.from_name);

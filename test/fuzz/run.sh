@@ -40,25 +40,26 @@ run() {
 # one line per target: what ran, and how far it got
 report() {
     local t=$1 rc=$2 log=build/$1.log
-    local execs cov ft
+    local execs cov ft corp
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    corp=$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
     if [ "$rc" -eq 0 ]; then
         printf 'ok   %-12s %6ss %12s execs  cov %-5s ft %-6s corpus %s\n' "$t" "$seconds" \
-            "${execs:-?}" "${cov:-?}" "${ft:-?}" "$(ls "build/corpus/$t" | wc -l)"
+            "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
         return 0
     fi
-    echo "FAIL $t: exit $rc, after ${execs:-?} execs"
-    grep -E '^(==[0-9]+==ERROR|SUMMARY|fuzz: |.*runtime error)' "$log" | head -5 || true
+    echo "FAIL $t: exit $rc, after ${execs:-?} execs; log in test/fuzz/$log"
+    grep -E '^(==[0-9]+==ERROR|SUMMARY|fuzz: |.*runtime error)' "$log" | head -5 | sed 's/^/  /'
+    grep -E '^ +#[0-9]+ .* in ' "$log" | grep -v -E 'libFuzzer|fuzzer::|libc|__sanitizer|_start' |
+        head -8 | sed 's/^/  /'
     local f
     for f in "crashes/$t"/*; do
         [ -f "$f" ] || continue
-        echo "  input $f (test/fuzz/build/fuzz_$t test/fuzz/$f runs it again), in base64:"
-        base64 -w 76 "$f" | head -20 | sed 's/^/    /'
+        echo "  input test/fuzz/$f (test/fuzz/build/fuzz_$t test/fuzz/$f runs it again), in base64:"
+        base64 -w 76 "$f" | head -40 | sed 's/^/    /'
     done
-    echo "  log: test/fuzz/$log"
-    tail -40 "$log" | sed 's/^/    /'
     return 1
 }
 

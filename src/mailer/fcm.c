@@ -77,8 +77,7 @@ fcm_init(void)
 		base--;
 	snprintf(send_url, sizeof(send_url), "%.*s/v1/projects/%s/messages:send",
 			 (int) base, opt.fcm_url, project);
-	handle = curl_easy_init();
-	return handle != NULL;
+	return true;
 }
 
 /*
@@ -159,7 +158,7 @@ fcm_access_token(Delivery *d)
 					  jwt);
 	free(jwt);
 	headers = curl_slist_append(headers, "Content-Type: application/x-www-form-urlencoded");
-	curl_easy_reset(handle);
+	handle = http_handle(handle);
 	http_post(handle, token_uri, headers, form.data, form.len, &a);
 	termPQExpBuffer(&form);
 	curl_slist_free_all(headers);
@@ -234,7 +233,7 @@ fcm_send(const Message *m, const PushTarget *t, Delivery *d)
 		auth = psprintf("Authorization: Bearer %s", token);
 		headers = curl_slist_append(headers, auth);
 		headers = curl_slist_append(headers, "Content-Type: application/json; charset=UTF-8");
-		curl_easy_reset(handle);
+		handle = http_handle(handle);
 		http_post(handle, send_url, headers, body.data, body.len, &a);
 		curl_slist_free_all(headers);
 		free(auth);

@@ -17,10 +17,16 @@
 /* how much of an answer is kept */
 #define ANSWER_KEEP 8192
 
+/* connections and TLS sessions, for the handle of the next request */
+static CURLSH *share;
+
 void
 http_init(void)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+		(share = curl_share_init()) == NULL ||
+		curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+		curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
 	{
 		pg_log_error("could not initialize libcurl");
 		exit(1);
@@ -31,6 +37,29 @@ void
 http_cleanup(void)
 {
 	curl_global_cleanup();
+}
+
+/*
+ * A new handle for an HTTP request, in place of old (NULL at first): a
+ * handle serves one request.  libcurl before 8.1.0 keeps a pointer to the
+ * last header of a handle's previous answer, freed since, and follows it
+ * when the next answer starts with a folded header line (curl issue 11101):
+ * any push service could make the mailer use freed memory.  Connections and
+ * TLS sessions stay in the share, as they stayed with a handle.
+ */
+CURL *
+http_handle(CURL *old)
+{
+	CURL	   *c;
+
+	curl_easy_cleanup(old);
+	c = curl_easy_init();
+	if (c == NULL || curl_easy_setopt(c, CURLOPT_SHARE, share) != CURLE_OK)
+	{
+		pg_log_error("could not initialize libcurl");
+		exit(1);
+	}
+	return c;
 }
 
 /* the options of every request: timeouts, TLS verified, no signals */

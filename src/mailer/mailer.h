@@ -213,6 +213,7 @@ typedef struct HttpAnswer
 
 extern void http_init(void);
 extern void http_cleanup(void);
+extern CURL *http_handle(CURL *old);
 extern void curl_setup(CURL *c, const char *url, char *errbuf);
 extern bool curl_tls_failure(CURLcode rc);
 extern bool http_post(CURL *c, const char *url, struct curl_slist *headers,

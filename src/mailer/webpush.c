@@ -57,8 +57,7 @@ webpush_init(void)
 	initPQExpBuffer(&b);
 	append_base64url(&b, pub, sizeof(pub));
 	vapid_public = b.data;
-	handle = curl_easy_init();
-	return handle != NULL;
+	return true;
 }
 
 /*
@@ -213,7 +212,7 @@ webpush_send(const Message *m, const PushTarget *t, Delivery *d)
 	headers = curl_slist_append(headers, "Expect:");
 	termPQExpBuffer(&h);
 
-	curl_easy_reset(handle);
+	handle = http_handle(handle);
 	http_post(handle, t->token, headers, body.data, body.len, &a);
 	if (a.rc == CURLE_OK && a.status >= 200 && a.status <= 299)
 		result = TARGET_SENT;

@@ -6,10 +6,12 @@ pg=${PG_MAJOR:-15}
 need=()
 # bis-mailer: libcurl and OpenSSL to build; its test: an SMTP server (aiosmtpd),
 # push providers (python3-cryptography, python3-h2), openssl for certificates,
-# systemd-analyze for the unit
+# systemd-analyze for the unit; test/fuzz: clang, libFuzzer (libclang-rt-dev)
+# and llvm-symbolizer (llvm) for readable reports
 for p in make gcc "postgresql-$pg" "postgresql-server-dev-$pg" "postgresql-$pg-pgtap" \
          libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libssl-dev pkg-config \
-         python3-aiosmtpd python3-cryptography python3-h2 openssl systemd; do
+         python3-aiosmtpd python3-cryptography python3-h2 openssl systemd \
+         clang libclang-rt-dev llvm; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

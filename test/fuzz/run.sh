@@ -18,7 +18,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || read -r -a targets <<<"$(make -s -f Makefile print-targets)"
 jobs=${BIS_FUZZ_JOBS:-2}
 
-make -s PG_CONFIG="${PG_CONFIG:-pg_config}" $(printf 'build/fuzz_%s ' "${targets[@]}")
+clang=${CLANG:-$(command -v clang || command -v clang-14 || echo clang)}
+make -s PG_CONFIG="${PG_CONFIG:-pg_config}" CLANG="$clang" $(printf 'build/fuzz_%s ' "${targets[@]}")
 
 # symbolized reports; leaks are crashes too
 symbolizer=$(command -v llvm-symbolizer || command -v llvm-symbolizer-14 || true)

@@ -34,6 +34,7 @@ static const uint8_t *script;
 static size_t script_len;
 static bool delivered;
 static int	open_connections;
+static int	current_fd = -1;	/* the connection being served */
 static int	listen_fd;
 
 static void
@@ -47,6 +48,7 @@ serve_one(int fd)
 	data = script;
 	len = script_len;
 	open_connections++;
+	current_fd = fd;
 	pthread_mutex_unlock(&lock);
 
 	while (len > 0)
@@ -70,9 +72,12 @@ serve_one(int fd)
 		pthread_mutex_unlock(&lock);
 		if (over)
 			break;
-		if (poll(&pfd, 1, 10) > 0 && recv(fd, buf, sizeof(buf), 0) <= 0)
+		if (poll(&pfd, 1, 100) > 0 && recv(fd, buf, sizeof(buf), 0) <= 0)
 			break;
 	}
+	pthread_mutex_lock(&lock);
+	current_fd = -1;
+	pthread_mutex_unlock(&lock);
 	close(fd);
 	pthread_mutex_lock(&lock);
 	open_connections--;
@@ -170,9 +175,11 @@ deliver(bool smtp, const uint8_t *answer, size_t len, Delivery *d)
 	else
 		deliver_webhook(&message, d);
 
-	/* the next one starts on a new connection */
+	/* the next one starts on a new connection: wake the server's read */
 	pthread_mutex_lock(&lock);
 	delivered = true;
+	if (current_fd >= 0)
+		shutdown(current_fd, SHUT_RD);
 	while (open_connections > 0)
 		pthread_cond_wait(&changed, &lock);
 	pthread_mutex_unlock(&lock);

@@ -3,7 +3,7 @@
 EXTENSION = bis
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" bis.control)
 MODULE_big = bis
-OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/render.o src/message.o src/rules.o src/token.o src/orders.o src/legacy.o src/distribute.o
+OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/render.o src/template.o src/message.o src/rules.o src/settings.o src/token.o src/base64url.o src/orders.o src/legacy.o src/distribute.o
 # the install script of the current version is built from sql/bis.sql
 DATA = sql/bis--$(EXTVERSION).sql $(filter-out sql/bis--$(EXTVERSION).sql, $(wildcard sql/bis--*.sql)) \
        bis--0.1.control

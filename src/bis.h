@@ -17,6 +17,8 @@
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
+#include "settings.h"
+
 /* the NOTIFY channel mailers LISTEN on */
 #define BIS_CHANNEL "bis_notifications"
 
@@ -113,17 +115,6 @@ typedef enum RuleAction
 	RULE_DROP					/* the message is suppressed */
 } RuleAction;
 
-#define CHANNEL_EMAIL	(1 << 0)
-#define CHANNEL_SMS		(1 << 1)
-#define CHANNEL_PUSH	(1 << 2)
-#define CHANNEL_WEBPUSH	(1 << 3)
-
-typedef struct QuietHours
-{
-	int			from_minute;	/* of the local day; -1: no quiet hours */
-	int			until_minute;	/* the window may wrap past midnight */
-} QuietHours;
-
 typedef struct SendRate
 {
 	int64		messages;		/* 0: no limit */
@@ -161,7 +152,6 @@ extern char *bis_unsubscribe_url;
 extern char *bis_unsubscribe_mailto;
 
 extern void bis_rules_init(void);
-extern int	channel_bit(const char *name, int len);
 extern bool parse_send_rate(const char *value, SendRate *rate);
 extern struct pg_tz *time_zone(const char *name);
 extern TimestampTz local_day_start(TimestampTz at, struct pg_tz *tz, int days);

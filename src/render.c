@@ -4,13 +4,10 @@
  *	  bis.render(template, payload, html): fill a message template from a
  *	  notification's payload.
  *
- * A placeholder is {{path}} or {{path|fallback}}: path names a value in the
- * payload by its keys (and array positions) joined with dots, such as
- * item.title or item.attributes.sizes.0.  A value that is missing or JSON
- * null is replaced by the fallback, or by nothing.  {{url:path}} is a link:
- * its value is used only if it is an http or https address, so that no
- * javascript: or data: URL reaches an href.  With html, values and fallbacks
- * are HTML-escaped; the template's own text is not, since it is the HTML.
+ * template.c finds the placeholders ({{path}}, {{path|fallback}},
+ * {{url:path}}) and escapes what fills them; here a path names a value in
+ * the payload by its keys and array positions, and a value that is missing
+ * or JSON null is missing.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,53 +19,11 @@
 #include "utils/jsonb.h"
 
 #include "bis.h"
-
-/* the longest placeholder, braces excluded: a path and its fallback */
-#define PLACEHOLDER_MAX 256
+#include "template.h"
 
 /* array positions in a path stop here, before they could overflow */
 #define ARRAY_POSITION_MAX 100000000
 
-
-/* Append s, HTML-escaped */
-static void
-append_html(StringInfo buf, const char *s, int len)
-{
-	int			i;
-
-	for (i = 0; i < len; i++)
-	{
-		switch (s[i])
-		{
-			case '&':
-				appendStringInfoString(buf, "&amp;");
-				break;
-			case '<':
-				appendStringInfoString(buf, "&lt;");
-				break;
-			case '>':
-				appendStringInfoString(buf, "&gt;");
-				break;
-			case '"':
-				appendStringInfoString(buf, "&quot;");
-				break;
-			case '\'':
-				appendStringInfoString(buf, "&#39;");
-				break;
-			default:
-				appendStringInfoChar(buf, s[i]);
-		}
-	}
-}
-
-static void
-append_value(StringInfo buf, const char *s, int len, bool html)
-{
-	if (html)
-		append_html(buf, s, len);
-	else
-		appendBinaryStringInfo(buf, s, len);
-}
 
 /*
  * Find the value a path names in the payload; false if it is missing or
@@ -76,8 +31,9 @@ append_value(StringInfo buf, const char *s, int len, bool html)
  * JSON.
  */
 static bool
-lookup(Jsonb *payload, const char *path, int pathlen, StringInfo value)
+lookup(void *arg, const char *path, int pathlen, StringInfo value)
 {
+	Jsonb	   *payload = arg;
 	JsonbContainer *container;
 	JsonbValue	v;
 	const char *seg = path;
@@ -145,147 +101,36 @@ lookup(Jsonb *payload, const char *path, int pathlen, StringInfo value)
 	return true;
 }
 
-/* A path is one or more segments of letters, digits, _ and -, joined by dots */
-static bool
-valid_path(const char *path, int len)
-{
-	int			i;
-
-	for (i = 0; i < len; i++)
-	{
-		char		c = path[i];
-
-		if (c == '.')
-		{
-			if (i == 0 || i == len - 1 || path[i - 1] == '.')
-				return false;
-		}
-		else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-				   (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return false;
-	}
-	return len > 0;
-}
-
-/* Trim spaces at both ends of [*s, *s + *len) */
-static void
-trim(const char **s, int *len)
-{
-	while (*len > 0 && isspace((unsigned char) (*s)[0]))
-	{
-		(*s)++;
-		(*len)--;
-	}
-	while (*len > 0 && isspace((unsigned char) (*s)[*len - 1]))
-		(*len)--;
-}
-
-/* Whether a value may be a link: an http or https address without spaces */
-static bool
-safe_url(const char *s, int len)
-{
-	int			i;
-
-	if (!((len > 7 && pg_strncasecmp(s, "http://", 7) == 0) ||
-		  (len > 8 && pg_strncasecmp(s, "https://", 8) == 0)))
-		return false;
-	for (i = 0; i < len; i++)
-	{
-		if ((unsigned char) s[i] <= ' ' || s[i] == 0x7f)
-			return false;
-	}
-	return true;
-}
-
 /* Fill template from payload (NULL: every value is missing) */
 text *
 render_template(text *template, Jsonb *payload, bool html)
 {
 	const char *t = VARDATA_ANY(template);
-	const char *end = t + VARSIZE_ANY_EXHDR(template);
-	const char *p;
 	StringInfoData out;
-	StringInfoData value;
+	int			at;
+	int			len;
 
 	initStringInfo(&out);
-	initStringInfo(&value);
-
-	p = t;
-	while (p < end)
+	switch (fill_template(t, VARSIZE_ANY_EXHDR(template), html, lookup, payload,
+						  &out, &at, &len))
 	{
-		const char *open = NULL;
-		const char *close = NULL;
-		const char *q;
-		const char *path;
-		const char *bar;
-		int			pathlen;
-		bool		is_url;
-
-		for (q = p; q + 1 < end; q++)
-		{
-			if (q[0] == '{' && q[1] == '{')
-			{
-				open = q;
-				break;
-			}
-		}
-		if (open == NULL)
-		{
-			appendBinaryStringInfo(&out, p, end - p);
+		case TEMPLATE_OK:
 			break;
-		}
-		appendBinaryStringInfo(&out, p, open - p);
-
-		for (q = open + 2; q + 1 < end; q++)
-		{
-			if (q[0] == '}' && q[1] == '}')
-			{
-				close = q;
-				break;
-			}
-		}
-		if (close == NULL || close - open - 2 > PLACEHOLDER_MAX)
+		case TEMPLATE_UNTERMINATED:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unterminated placeholder in template"),
 					 errdetail("The \"{{\" at character %d has no \"}}\" within %d characters.",
-							   (int) (open - t) + 1, PLACEHOLDER_MAX)));
-
-		path = open + 2;
-		bar = memchr(path, '|', close - path);
-		pathlen = (bar ? bar : close) - path;
-		trim(&path, &pathlen);
-		is_url = pathlen > 4 && memcmp(path, "url:", 4) == 0;
-		if (is_url)
-		{
-			path += 4;
-			pathlen -= 4;
-			trim(&path, &pathlen);
-		}
-		if (!valid_path(path, pathlen))
+							   at + 1, PLACEHOLDER_MAX)));
+			break;
+		case TEMPLATE_INVALID:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid placeholder \"%s\" in template",
-							pnstrdup(open, close + 2 - open)),
+					 errmsg("invalid placeholder \"%s\" in template", pnstrdup(t + at, len)),
 					 errdetail("A placeholder names a payload value by keys joined with dots, such as {{item.title}}, optionally followed by |fallback; {{url:item.url}} is a link."),
-					 errhint("The placeholder starts at character %d.",
-							 (int) (open - t) + 1)));
-
-		resetStringInfo(&value);
-		if (lookup(payload, path, pathlen, &value) &&
-			(!is_url || safe_url(value.data, value.len)))
-			append_value(&out, value.data, value.len, html);
-		else if (bar)
-		{
-			const char *fallback = bar + 1;
-			int			fallbacklen = close - fallback;
-
-			trim(&fallback, &fallbacklen);
-			append_value(&out, fallback, fallbacklen, html);
-		}
-		p = close + 2;
+					 errhint("The placeholder starts at character %d.", at + 1)));
+			break;
 	}
-
 	return cstring_to_text_with_len(out.data, out.len);
 }
 

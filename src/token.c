@@ -9,15 +9,15 @@
  * contact's consent for the channel.  It is signed with HMAC-SHA-256 under a
  * key kept in bis.signing_key, which only bis's owner can read: mailers pass
  * tokens on and never need the key.  Layout, before base64url without
- * padding: a version byte, the scope byte, the notification id (8 bytes, big
- * endian), and the first TOKEN_MAC_LEN bytes of the MAC of the rest.
+ * padding (base64url.c): a version byte, the scope byte, the notification id
+ * (8 bytes, big endian), and the first TOKEN_MAC_LEN bytes of the MAC of the
+ * rest.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/base64.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -25,6 +25,7 @@
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
 
+#include "base64url.h"
 #include "bis.h"
 
 #define TOKEN_VERSION 1
@@ -123,27 +124,8 @@ mac(Signer *signer, const uint8 *body, uint8 *out)
 	memcpy(out, full, TOKEN_MAC_LEN);
 }
 
-/*
- * A token's text: base64url without padding, NUL-terminated, into out[]
- * of TOKEN_TEXT_MAX bytes; returns its length
- */
+/* a token's text, NUL-terminated, fits in this */
 #define TOKEN_TEXT_MAX 64
-
-static int
-encode(const uint8 *raw, char *out)
-{
-	int			len = pg_b64_encode((const char *) raw, TOKEN_LEN, out, TOKEN_TEXT_MAX - 1);
-	int			i;
-
-	if (len < 0)
-		elog(ERROR, "could not encode a token");
-	while (len > 0 && out[len - 1] == '=')
-		len--;
-	out[len] = '\0';
-	for (i = 0; i < len; i++)
-		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-	return len;
-}
 
 /* A token for a notification, palloc'd */
 char *
@@ -157,22 +139,9 @@ make_token(Signer *signer, int64 notification_id, char scope)
 	raw[1] = (uint8) scope;
 	memcpy(raw + 2, &id, sizeof(id));
 	mac(signer, raw, raw + TOKEN_BODY_LEN);
-	encode(raw, out);
+	if (base64url_encode(raw, TOKEN_LEN, out, TOKEN_TEXT_MAX) < 0)
+		elog(ERROR, "could not encode a token");
 	return out;
-}
-
-/*
- * Whether a token's text is the one encoding of raw that make_token()
- * writes: its last character carries bits that decoding ignores, and a
- * token that differs from a real one there is not one bis made
- */
-static bool
-canonical(const uint8 *raw, text *t)
-{
-	char		encoded[TOKEN_TEXT_MAX];
-	int			len = encode(raw, encoded);
-
-	return len == (int) VARSIZE_ANY_EXHDR(t) && memcmp(encoded, VARDATA_ANY(t), len) == 0;
 }
 
 /*
@@ -188,14 +157,11 @@ Datum
 bis__read_token(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
-	int			len = VARSIZE_ANY_EXHDR(t);
-	char		b64[64];
 	uint8		raw[64];
 	Signer		signer;
 	uint8		expected[TOKEN_MAC_LEN];
 	uint64		id;
 	int			rawlen;
-	int			i;
 	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
@@ -203,21 +169,9 @@ bis__read_token(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	/* back to base64 with its padding */
-	rawlen = -1;
-	if (len > 0 && len + 3 < (int) sizeof(b64))
-	{
-		memcpy(b64, VARDATA_ANY(t), len);
-		for (i = 0; i < len; i++)
-			b64[i] = b64[i] == '-' ? '+' : b64[i] == '_' ? '/' : b64[i];
-		while (len % 4 != 0)
-			b64[len++] = '=';
-		if (pg_b64_dec_len(len) <= (int) sizeof(raw))
-			rawlen = pg_b64_decode(b64, len, (char *) raw, sizeof(raw));
-	}
+	rawlen = base64url_decode(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), raw, sizeof(raw));
 	if (rawlen != TOKEN_LEN || raw[0] != TOKEN_VERSION ||
-		(raw[1] != TOKEN_SCOPE_SUBSCRIPTION && raw[1] != TOKEN_SCOPE_CHANNEL) ||
-		!canonical(raw, t))
+		(raw[1] != TOKEN_SCOPE_SUBSCRIPTION && raw[1] != TOKEN_SCOPE_CHANNEL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid unsubscribe token"),

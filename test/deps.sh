@@ -8,13 +8,14 @@ need=()
 # bis-mailer: libcurl and OpenSSL to build; its test: an SMTP server (aiosmtpd),
 # push providers (python3-cryptography, python3-h2), openssl for certificates,
 # systemd-analyze for the unit; the monitoring test: prometheus-postgres-exporter;
-# with "citus", what building Citus for test/citus.sh needs
+# test/fuzz: clang, libFuzzer (libclang-rt-dev) and llvm-symbolizer (llvm) for
+# readable reports; with "citus", what building Citus for test/citus.sh needs
 extra=()
 [ "${1:-}" = citus ] && extra=(liblz4-dev libzstd-dev libkrb5-dev)
 for p in make gcc "postgresql-$pg" "postgresql-server-dev-$pg" "postgresql-$pg-pgtap" \
          libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libssl-dev pkg-config \
          python3-aiosmtpd python3-cryptography python3-h2 openssl systemd \
-         prometheus-postgres-exporter curl ${extra[@]+"${extra[@]}"}; do
+         prometheus-postgres-exporter curl clang libclang-rt-dev llvm ${extra[@]+"${extra[@]}"}; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

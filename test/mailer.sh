@@ -5,7 +5,7 @@
 #   a. --once delivers every email and SMS of a restock, once, and acks them;
 #   b. failures: SMTP down (retried), webhook 4xx (dead), 5xx (retried),
 #      SMTP 5xx (dead), an email row without an address (suppressed, never
-#      handed to the mailer);
+#      handed to the mailer), an answer that is not UTF-8 (recorded);
 #   c. a mailer killed with SIGKILL mid-batch: its rows stay claimed until the
 #      lease runs out, then a second mailer delivers them (at least once);
 #   d. the daemon: woken by NOTIFY, reconnects when its connection is killed,
@@ -19,7 +19,8 @@
 #      unsubscribe headers, and the token they carry used to unsubscribe (a
 #      forged one refused);
 #   i. mailers per channel: an email-only and an sms-only mailer side by side;
-#   j. a configuration file, the command line winning, JSON and text logs;
+#   j. a configuration file, the command line winning, a bare "once", JSON
+#      and text logs;
 #   k. push: Web Push, FCM and APNs against receivers on loopback that check
 #      signatures and decrypt payloads; tokens that are gone are removed,
 #      busy answers retried;
@@ -165,6 +166,7 @@ SELECT bis.upsert_items('[
   {"sku": "A-1", "title": "Storm jacket – Ålesund edition", "url": "https://shop.example/p/a-1"},
   {"sku": "B-1", "title": "Rain boot", "url": "https://shop.example/p/b-1"},
   {"sku": "B-2", "title": "Rain hat", "url": "https://shop.example/p/b-2"},
+  {"sku": "B-3", "title": "Rain coat", "url": "https://shop.example/p/b-3"},
   {"sku": "C-1", "title": "Wool socks", "url": "https://shop.example/p/c-1"},
   {"sku": "D-1", "title": "Down vest", "url": "https://shop.example/p/d-1"},
   {"sku": "D-2", "title": "Fleece", "url": "https://shop.example/p/d-2"},
@@ -183,6 +185,9 @@ SELECT bis.upsert_contact('b404', phone => '+46 70 400 0404'),
 SELECT bis.subscribe('b1', 'B-1'), bis.subscribe('b2', 'B-1'), bis.subscribe('bnone', 'B-1'),
        bis.subscribe('b404', 'B-1', channel => 'sms'), bis.subscribe('b503', 'B-1', channel => 'sms'),
        bis.subscribe('b3', 'B-2');
+-- B-3: one SMS whose webhook answers with bytes that are not UTF-8
+SELECT bis.upsert_contact('b500', phone => '+46 70 500 0500');
+SELECT bis.subscribe('b500', 'B-3', channel => 'sms');
 -- (bis.subscribe refuses an email subscription without an address; one lost later)
 UPDATE bis.contacts SET email = NULL WHERE contact_id = 'bnone';
 -- c: six by SMS
@@ -330,6 +335,16 @@ mailer_args
 "$mailer" "${margs[@]}" --once 2>"$work/b2.log" || rc=$?
 expect "b: an SMTP 5xx answer: exit 0, the row dead with the code" \
     "$rc $(rows B-2 "status = 'dead' AND attempts = 1 AND last_error LIKE 'SMTP 55%'")" "0 1"
+# Latin-1, an overlong sequence and a surrogate: kept as "?", or bis.fail() refuses
+# the error and the row stays claimed (test/fuzz/corpus/http_answer found it)
+control '{"status": 500, "body_hex": "46656c2070e5207365727665726e20f080989f20eda080"}'
+q -c "SELECT bis.set_stock('B-3', 5)" >/dev/null
+rc=0
+"$mailer" "${margs[@]}" --once 2>"$work/b3.log" || rc=$?
+expect "b: a webhook answer that is not UTF-8: exit 0, the row pending with the answer in last_error" \
+    "$rc $(rows B-3 "status = 'pending' AND attempts = 1
+                    AND last_error = 'webhook HTTP 500: Fel p? servern ???? ???'")" "0 1"
+control '{}'
 stop_smtpd
 start_smtpd
 
@@ -687,6 +702,12 @@ rc=0
 "$mailer" --config "$work/bad.conf" >/dev/null 2>"$work/e.err" || rc=$?
 expect "j: an unrecognized setting: exit 2, naming the file and line" \
     "$rc $(grep -c 'unrecognized setting "bogus-setting" in configuration file ".*bad.conf" line 1' "$work/e.err")" "2 1"
+# a name alone ends at the end of its line (test/fuzz/corpus/config found it did not)
+printf "dbname = 'dbname=%s'\nsmtp = smtp://127.0.0.1:%s\nfrom = noreply@shop.example\nonce\n" \
+    "$db" "$smtp_port" >"$work/bare.conf"
+rc=0
+"$mailer" --config "$work/bare.conf" >/dev/null 2>"$work/e.err" || rc=$?
+expect "j: a setting without a value at the end of its line, once: on" "$rc" "0"
 
 echo "== k. push: Web Push, FCM and APNs"
 keys=$work/push

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite against a throwaway cluster: pg_regress, isolation
-# specs, pgTAP, the pgbench concurrency test, a crash test and bis-mailer end
-# to end against SMTP and webhook servers on loopback.  Run as root on a fresh
-# Debian 12 machine (it installs what it needs), or as a user who has built
-# and installed bis.
+# specs, pgTAP, the pgbench concurrency test, a crash test, bis-mailer end
+# to end against SMTP and webhook servers on loopback, and a short run of
+# each fuzzing harness.  Run as root on a fresh Debian 12 machine (it
+# installs what it needs), or as a user who has built and installed bis.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bis_become_unprivileged "$@"
@@ -38,6 +38,7 @@ suite "crash in the middle of an expansion" test/restart.sh
 suite "pg_dump and pg_restore" test/dump.sh
 suite "prometheus-postgres-exporter with bis's queries" test/exporter.sh
 suite "bis-mailer end to end" test/mailer.sh
+suite "fuzzing: each harness for 20 s" test/fuzz/run.sh 20
 
 echo "bis: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

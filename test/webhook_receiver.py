@@ -7,8 +7,9 @@ The control file (--control, read again for each request; absent means the
 defaults) is JSON:
     {"status": 200,                     the answer's status code
      "delay": 0,                        seconds to wait before answering
-     "by_address": {"+4670...": 404}}   a status per "address" of the body
-An error answer carries a short JSON body, {"error": "..."}.
+     "by_address": {"+4670...": 404},   a status per "address" of the body
+     "body_hex": "46656c"}              the answer's body, any bytes, in hex
+An error answer carries a short JSON body, {"error": "..."}, by default.
 
 The port it listens on (0: any free one) is written to --port-file once it
 listens.  Standard library only.
@@ -58,7 +59,9 @@ class Handler(BaseHTTPRequestHandler):
         if delay > 0:
             time.sleep(delay)
 
-        if 200 <= status <= 299:
+        if "body_hex" in control:
+            answer = bytes.fromhex(control["body_hex"])
+        elif 200 <= status <= 299:
             answer = b'{"ok": true}'
         else:
             answer = json.dumps({"error": "test receiver answers %d" % status}).encode()

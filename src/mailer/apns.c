@@ -44,8 +44,7 @@ apns_init(void)
 		pg_log_error("--apns-key \"%s\" is not a P-256 private key (.p8)", opt.apns_key);
 		return false;
 	}
-	handle = curl_easy_init();
-	return handle != NULL;
+	return true;
 }
 
 static const char *
@@ -135,7 +134,7 @@ apns_send(const Message *m, const PushTarget *t, Delivery *d)
 		headers = curl_slist_append(headers, "content-type: application/json");
 		termPQExpBuffer(&h);
 
-		curl_easy_reset(handle);
+		handle = http_handle(handle);
 		/*
 		 * HTTP/2 only: over TLS by ALPN, the connection kept as Apple wants;
 		 * in clear (a test's loopback) by prior knowledge, a connection per

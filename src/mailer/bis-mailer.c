@@ -21,8 +21,8 @@
  * exit status is 1.
  *
  * This file has the main loop; options.c the options, queue.c the queries,
- * email.c, webhook.c and push.c (webpush.c, fcm.c, apns.c) the transports,
- * log.c the log and metrics.c the Prometheus endpoint.
+ * email.c (header.c), webhook.c and push.c (webpush.c, fcm.c, apns.c) the
+ * transports, log.c the log and metrics.c the Prometheus endpoint.
  *
  *-------------------------------------------------------------------------
  */

@@ -24,6 +24,8 @@
 #define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
 #define JWT_LIFETIME_S 3600
 #define TOKEN_MARGIN_S 60
+/* an access token is fetched anew at least this often, whatever it says */
+#define ACCESS_TOKEN_MAX_S 86400
 
 static EVP_PKEY *key;
 static char client_email[256];
@@ -75,8 +77,35 @@ fcm_init(void)
 		base--;
 	snprintf(send_url, sizeof(send_url), "%.*s/v1/projects/%s/messages:send",
 			 (int) base, opt.fcm_url, project);
-	handle = curl_easy_init();
-	return handle != NULL;
+	return true;
+}
+
+/*
+ * The access token of a token endpoint's answer, and when it expires, from
+ * its fields access_token and expires_in (seconds after now, a day at
+ * most); false if it lacks either, or has one that cannot be used.
+ */
+bool
+fcm_token_answer(const char *json, time_t now, char *token, size_t tokensize, time_t *expires)
+{
+	char		expires_in[32];
+	char	   *end;
+	long		seconds;
+
+	if (json_field(json, "access_token", token, tokensize) == NULL ||
+		json_field(json, "expires_in", expires_in, sizeof(expires_in)) == NULL)
+		return false;
+	/* it goes into an Authorization header as it is: a b64token (RFC 6750) */
+	if (token[0] == '\0' ||
+		strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") !=
+		strlen(token))
+		return false;
+	errno = 0;
+	seconds = strtol(expires_in, &end, 10);
+	if (errno != 0 || end == expires_in || *end != '\0' || seconds < 1)
+		return false;
+	*expires = now + Min(seconds, ACCESS_TOKEN_MAX_S);
+	return true;
 }
 
 /*
@@ -94,7 +123,6 @@ fcm_access_token(Delivery *d)
 	struct curl_slist *headers = NULL;
 	HttpAnswer	a;
 	char		token[2048];
-	char		expires_in[32];
 
 	if (access_token != NULL && access_expires - TOKEN_MARGIN_S > now)
 		return access_token;
@@ -130,17 +158,15 @@ fcm_access_token(Delivery *d)
 					  jwt);
 	free(jwt);
 	headers = curl_slist_append(headers, "Content-Type: application/x-www-form-urlencoded");
-	curl_easy_reset(handle);
+	handle = http_handle(handle);
 	http_post(handle, token_uri, headers, form.data, form.len, &a);
 	termPQExpBuffer(&form);
 	curl_slist_free_all(headers);
 
 	if (a.rc == CURLE_OK && a.status == 200 &&
-		json_field(a.body.data, "access_token", token, sizeof(token)) != NULL &&
-		json_field(a.body.data, "expires_in", expires_in, sizeof(expires_in)) != NULL)
+		fcm_token_answer(a.body.data, now, token, sizeof(token), &access_expires))
 	{
 		access_token = pg_strdup(token);
-		access_expires = now + atol(expires_in);
 		metrics_token_refresh("fcm");
 		http_answer_free(&a);
 		return access_token;
@@ -207,7 +233,7 @@ fcm_send(const Message *m, const PushTarget *t, Delivery *d)
 		auth = psprintf("Authorization: Bearer %s", token);
 		headers = curl_slist_append(headers, auth);
 		headers = curl_slist_append(headers, "Content-Type: application/json; charset=UTF-8");
-		curl_easy_reset(handle);
+		handle = http_handle(handle);
 		http_post(handle, send_url, headers, body.data, body.len, &a);
 		curl_slist_free_all(headers);
 		free(auth);

@@ -17,10 +17,16 @@
 /* how much of an answer is kept */
 #define ANSWER_KEEP 8192
 
+/* connections and TLS sessions, for the handle of the next request */
+static CURLSH *share;
+
 void
 http_init(void)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+		(share = curl_share_init()) == NULL ||
+		curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+		curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
 	{
 		pg_log_error("could not initialize libcurl");
 		exit(1);
@@ -31,6 +37,29 @@ void
 http_cleanup(void)
 {
 	curl_global_cleanup();
+}
+
+/*
+ * A new handle for an HTTP request, in place of old (NULL at first): a
+ * handle serves one request.  libcurl before 8.1.0 keeps a pointer to the
+ * last header of a handle's previous answer, freed since, and follows it
+ * when the next answer starts with a folded header line (curl issue 11101):
+ * any push service could make the mailer use freed memory.  Connections and
+ * TLS sessions stay in the share, as they stayed with a handle.
+ */
+CURL *
+http_handle(CURL *old)
+{
+	CURL	   *c;
+
+	curl_easy_cleanup(old);
+	c = curl_easy_init();
+	if (c == NULL || curl_easy_setopt(c, CURLOPT_SHARE, share) != CURLE_OK)
+	{
+		pg_log_error("could not initialize libcurl");
+		exit(1);
+	}
+	return c;
 }
 
 /* the options of every request: timeouts, TLS verified, no signals */
@@ -193,6 +222,21 @@ fs_scalar(void *state, char *token, JsonTokenType tokentype)
 	free(token);
 }
 
+/* parses json with sem's callbacks; a frontend's lexer is freed by hand */
+static JsonParseErrorType
+parse_json(const char *json, JsonSemAction *sem)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen(pg_strdup(json), strlen(json),
+													   PG_UTF8, true);
+	JsonParseErrorType err = pg_parse_json(lex, sem);
+
+	free(lex->input);
+	free(lex->strval ? lex->strval->data : NULL);
+	free(lex->strval);
+	free(lex);
+	return err;
+}
+
 /*
  * The value of the top-level field name of a JSON object, as text, in out;
  * NULL if the text is not JSON or has no such scalar field.
@@ -202,9 +246,14 @@ json_field(const char *json, const char *name, char *out, size_t outsize)
 {
 	FieldSearch fs = {name, 0, false, out, outsize, false};
 	JsonSemAction sem = {0};
-	JsonLexContext *lex;
-	JsonParseErrorType err;
 
+	/*
+	 * JSON at all, first: PostgreSQL 15's parser leaks a field's name and a
+	 * scalar handed to callbacks when what follows them does not parse, and
+	 * without callbacks it makes neither
+	 */
+	if (parse_json(json, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
 	sem.semstate = &fs;
 	sem.object_start = fs_object_start;
 	sem.object_end = fs_object_end;
@@ -212,11 +261,5 @@ json_field(const char *json, const char *name, char *out, size_t outsize)
 	sem.array_end = fs_object_end;
 	sem.object_field_start = fs_field_start;
 	sem.scalar = fs_scalar;
-	lex = makeJsonLexContextCstringLen(pg_strdup(json), strlen(json), PG_UTF8, true);
-	err = pg_parse_json(lex, &sem);
-	free(lex->input);
-	free(lex->strval ? lex->strval->data : NULL);
-	free(lex->strval);
-	free(lex);
-	return err == JSON_SUCCESS && fs.found ? out : NULL;
+	return parse_json(json, &sem) == JSON_SUCCESS && fs.found ? out : NULL;
 }

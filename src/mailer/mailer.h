@@ -151,7 +151,17 @@ typedef struct Options
 extern Options opt;
 
 /* options.c */
+typedef enum ConfigLine
+{
+	CONFIG_LINE_EMPTY,			/* blank, or only a comment */
+	CONFIG_LINE_SETTING,		/* a name and a value, which may be empty */
+	CONFIG_LINE_NO_NAME,
+	CONFIG_LINE_UNTERMINATED,	/* a quoted value without its closing quote */
+	CONFIG_LINE_UNQUOTED_SPACE	/* more after an unquoted value */
+} ConfigLine;
+
 extern void parse_options(int argc, char **argv);
+extern ConfigLine parse_config_line(char *line, char **name, PQExpBuffer value);
 
 /* queue.c */
 typedef struct IdList
@@ -203,6 +213,7 @@ typedef struct HttpAnswer
 
 extern void http_init(void);
 extern void http_cleanup(void);
+extern CURL *http_handle(CURL *old);
 extern void curl_setup(CURL *c, const char *url, char *errbuf);
 extern bool curl_tls_failure(CURLcode rc);
 extern bool http_post(CURL *c, const char *url, struct curl_slist *headers,
@@ -210,6 +221,13 @@ extern bool http_post(CURL *c, const char *url, struct curl_slist *headers,
 extern void http_answer_free(HttpAnswer *answer);
 extern void http_error(Delivery *d, Outcome outcome, const char *who, const HttpAnswer *a);
 extern const char *json_field(const char *json, const char *name, char *out, size_t outsize);
+
+/* header.c: email headers no field can break */
+extern bool valid_email(const char *s);
+extern char *parse_from(const char *from);
+extern void append_header_text(PQExpBuffer buf, const char *text);
+extern bool append_list_unsubscribe(PQExpBuffer buf, const char *value);
+extern char *crlf_lines(const char *text);
 
 /* email.c, webhook.c, push.c: one delivery each */
 extern bool email_init(void);
@@ -239,14 +257,18 @@ typedef enum TargetOutcome
 } TargetOutcome;
 
 extern bool webpush_init(void);
+extern char *endpoint_origin(const char *endpoint);
 extern TargetOutcome webpush_send(const Message *m, const PushTarget *t, Delivery *d);
 extern bool fcm_init(void);
+extern bool fcm_token_answer(const char *json, time_t now, char *token, size_t tokensize,
+							 time_t *expires);
 extern TargetOutcome fcm_send(const Message *m, const PushTarget *t, Delivery *d);
 extern bool apns_init(void);
 extern TargetOutcome apns_send(const Message *m, const PushTarget *t, Delivery *d);
 
 /* metrics.c */
 extern bool metrics_start(const char *listen);
+extern void metrics_answer(int fd);
 extern void metrics_delivery(Channel channel, Outcome outcome, double seconds);
 extern void metrics_claim(int rows);
 extern void metrics_token_refresh(const char *provider);

@@ -173,8 +173,8 @@ send_all(int fd, const char *data, size_t len)
 }
 
 /* answers one request: GET /metrics, or 404; never waits long for a client */
-static void
-answer(int fd)
+void
+metrics_answer(int fd)
 {
 	char		req[1024];
 	size_t		len = 0;
@@ -226,7 +226,7 @@ serve(void *arg)
 
 		if (fd < 0)
 			continue;
-		answer(fd);
+		metrics_answer(fd);
 		close(fd);
 	}
 	return NULL;

@@ -325,10 +325,66 @@ set_option(int code, const char *value, const char *where)
 }
 
 /*
- * Reads a configuration file: "name = value" lines (the "=" may be left
- * out), "#" to the end of a line a comment, a value in single quotes when it
- * has spaces or "#" ('' for a quote), as in postgresql.conf.
+ * Parses one line of a configuration file: "name = value" (the "=" may be
+ * left out), "#" to the end of the line a comment, a value in single quotes
+ * when it has spaces or "#" ('' for a quote), as in postgresql.conf.  The
+ * name, its underscores made hyphens, is left in line, *name pointing to it;
+ * the value is appended to value.
  */
+ConfigLine
+parse_config_line(char *line, char **name, PQExpBuffer value)
+{
+	char	   *p = line;
+	char	   *name_end;
+
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p == '\0' || *p == '#')
+		return CONFIG_LINE_EMPTY;
+	*name = p;
+	while (isalnum((unsigned char) *p) || *p == '-' || *p == '_')
+	{
+		if (*p == '_')
+			*p = '-';
+		p++;
+	}
+	/* a name, then a space, "=", a comment or the end of the line */
+	if (p == *name || !(*p == '\0' || *p == '=' || *p == '#' || isspace((unsigned char) *p)))
+		return CONFIG_LINE_NO_NAME;
+	name_end = p;
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p == '=')
+		p++;
+	while (isspace((unsigned char) *p))
+		p++;
+
+	if (*p == '\'')
+	{
+		for (p++;; p++)
+		{
+			if (*p == '\0' || *p == '\n')
+				return CONFIG_LINE_UNTERMINATED;
+			if (*p == '\'' && p[1] == '\'')
+				p++;
+			else if (*p == '\'')
+				break;
+			appendPQExpBufferChar(value, *p);
+		}
+		p++;
+	}
+	else
+		while (*p && *p != '#' && !isspace((unsigned char) *p))
+			appendPQExpBufferChar(value, *p++);
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p != '\0' && *p != '#')
+		return CONFIG_LINE_UNQUOTED_SPACE;
+	*name_end = '\0';
+	return CONFIG_LINE_SETTING;
+}
+
+/* Reads a configuration file, line by line */
 static void
 read_config(const char *path)
 {
@@ -343,64 +399,31 @@ read_config(const char *path)
 	}
 	while ((line = pg_get_line(f, NULL)) != NULL)
 	{
-		char	   *p = line;
-		char	   *name;
+		char	   *name = NULL;
 		PQExpBufferData value;
 		PQExpBufferData where;
 		const struct option *o;
 
 		lineno++;
-		while (isspace((unsigned char) *p))
-			p++;
-		if (*p == '\0' || *p == '#')
-		{
-			free(line);
-			continue;
-		}
-		name = p;
-		while (isalnum((unsigned char) *p) || *p == '-' || *p == '_')
-		{
-			if (*p == '_')
-				*p = '-';
-			p++;
-		}
-		initPQExpBuffer(&where);
-		appendPQExpBuffer(&where, "\"%.*s\" (%s line %d)", (int) (p - name), name, path, lineno);
-		if (p == name)
-			usage_error("syntax error in configuration file \"%s\" line %d: a name is expected",
-						path, lineno);
-		while (isspace((unsigned char) *p))
-			p++;
-		if (*p == '=')
-			p++;
-		name[strcspn(name, " \t=")] = '\0';
-		while (isspace((unsigned char) *p))
-			p++;
-
 		initPQExpBuffer(&value);
-		if (*p == '\'')
+		switch (parse_config_line(line, &name, &value))
 		{
-			for (p++;; p++)
-			{
-				if (*p == '\0' || *p == '\n')
-					usage_error("syntax error in configuration file \"%s\" line %d: unterminated quoted value",
-								path, lineno);
-				if (*p == '\'' && p[1] == '\'')
-					p++;
-				else if (*p == '\'')
-					break;
-				appendPQExpBufferChar(&value, *p);
-			}
-			p++;
+			case CONFIG_LINE_EMPTY:
+				termPQExpBuffer(&value);
+				free(line);
+				continue;
+			case CONFIG_LINE_NO_NAME:
+				usage_error("syntax error in configuration file \"%s\" line %d: a name is expected",
+							path, lineno);
+			case CONFIG_LINE_UNTERMINATED:
+				usage_error("syntax error in configuration file \"%s\" line %d: unterminated quoted value",
+							path, lineno);
+			case CONFIG_LINE_UNQUOTED_SPACE:
+				usage_error("syntax error in configuration file \"%s\" line %d: a value with spaces must be quoted",
+							path, lineno);
+			case CONFIG_LINE_SETTING:
+				break;
 		}
-		else
-			while (*p && *p != '#' && !isspace((unsigned char) *p))
-				appendPQExpBufferChar(&value, *p++);
-		while (isspace((unsigned char) *p))
-			p++;
-		if (*p != '\0' && *p != '#')
-			usage_error("syntax error in configuration file \"%s\" line %d: a value with spaces must be quoted",
-						path, lineno);
 
 		for (o = long_options; o->name; o++)
 			if (strcmp(o->name, name) == 0)
@@ -408,6 +431,8 @@ read_config(const char *path)
 		if (o->name == NULL || o->val == O_CONFIG || o->val == O_HELP || o->val == O_VERSION)
 			usage_error("unrecognized setting \"%s\" in configuration file \"%s\" line %d",
 						name, path, lineno);
+		initPQExpBuffer(&where);
+		appendPQExpBuffer(&where, "\"%s\" (%s line %d)", name, path, lineno);
 		if (o->has_arg == required_argument && value.len == 0)
 			usage_error("%s has no value", where.data);
 		set_option(o->val, o->has_arg == no_argument && value.len == 0 ? NULL : value.data,

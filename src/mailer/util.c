@@ -13,6 +13,7 @@
 #include "common/base64.h"
 #include "common/logging.h"
 #include "mailer.h"
+#include "mb/pg_wchar.h"
 
 const char *const channel_names[NUM_CHANNELS] = {"email", "sms", "push", "webpush"};
 const char *const outcome_names[NUM_OUTCOMES] = {"sent", "retry", "permanent", "config_error"};
@@ -112,27 +113,18 @@ decode_base64url(const char *s, unsigned char *out, int outsize)
 	return result;
 }
 
-/* the length of the valid UTF-8 sequence at s (at most len bytes), or 0 */
+/*
+ * the length of the UTF-8 sequence at s (at most len bytes) if PostgreSQL
+ * takes it as UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF), or 0
+ */
 static int
 utf8_sequence_length(const unsigned char *s, size_t len)
 {
-	int			n;
+	int			n = pg_utf_mblen(s);
 
-	if (s[0] < 0x80)
-		n = 1;
-	else if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
+	if ((size_t) n > len || !pg_utf8_islegal(s, n))
 		return 0;
-	if ((size_t) n > len)
-		return 0;
-	for (int i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
 	return n;
 }
 

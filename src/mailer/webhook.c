@@ -25,12 +25,7 @@ deliver_webhook(const Message *m, Delivery *d)
 	char		key[64];
 	HttpAnswer	a;
 
-	if (webhook == NULL && (webhook = curl_easy_init()) == NULL)
-	{
-		pg_log_error("could not initialize libcurl");
-		exit(1);
-	}
-	curl_easy_reset(webhook);
+	webhook = http_handle(webhook);
 	snprintf(key, sizeof(key), "Idempotency-Key: %lld", m->id);
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, key);

@@ -16,6 +16,7 @@
  */
 #include "postgres_fe.h"
 
+#include <arpa/inet.h>
 #include <time.h>
 
 #include "common/logging.h"
@@ -56,12 +57,25 @@ webpush_init(void)
 	initPQExpBuffer(&b);
 	append_base64url(&b, pub, sizeof(pub));
 	vapid_public = b.data;
-	handle = curl_easy_init();
-	return handle != NULL;
+	return true;
+}
+
+/*
+ * Whether a URL's host is this machine: localhost, ::1 or an address of
+ * 127.0.0.0/8, not a name that merely starts like one (127.example.com)
+ */
+static bool
+loopback_host(const char *host)
+{
+	struct in_addr addr;
+
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+		return true;
+	return inet_pton(AF_INET, host, &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }
 
 /* the origin of an endpoint (scheme://host[:port]); NULL if it may not be used */
-static char *
+char *
 endpoint_origin(const char *endpoint)
 {
 	CURLU	   *u = curl_url();
@@ -74,11 +88,8 @@ endpoint_origin(const char *endpoint)
 		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
 	{
-		bool		loopback = strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-			strcmp(host, "[::1]") == 0;
-
 		/* plain http only to this machine, where tests run */
-		if (strcmp(scheme, "https") == 0 || (strcmp(scheme, "http") == 0 && loopback))
+		if (strcmp(scheme, "https") == 0 || (strcmp(scheme, "http") == 0 && loopback_host(host)))
 		{
 			if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_NO_DEFAULT_PORT) == CURLUE_OK)
 				origin = psprintf("%s://%s:%s", scheme, host, port);
@@ -201,7 +212,7 @@ webpush_send(const Message *m, const PushTarget *t, Delivery *d)
 	headers = curl_slist_append(headers, "Expect:");
 	termPQExpBuffer(&h);
 
-	curl_easy_reset(handle);
+	handle = http_handle(handle);
 	http_post(handle, t->token, headers, body.data, body.len, &a);
 	if (a.rc == CURLE_OK && a.status >= 200 && a.status <= 299)
 		result = TARGET_SENT;

@@ -45,8 +45,23 @@
  * what their messages are built from, in id order.  EARLIER is, for the
  * frequency cap, how many messages the row's contact was handed earlier in
  * its local day: sent today, or claimed and not in this batch.
+ *
+ * The rows are found by id in a query of their own, where the primary key is
+ * the only index of use.  Joined with the rest, a queue analyzed with no live
+ * row (after a purge) looked empty to the planner, which then read the batch
+ * by scanning the contacts' index whole, dead versions and all: while a long
+ * transaction held vacuum back, each claim read every version since.
  */
 #define BATCH_SQL(EARLIER) \
+"WITH n AS MATERIALIZED ("																\
+"    SELECT n.id, n.kind, n.channel, n.subscription_id, n.locale, n.external_id,"			\
+"           n.subscribed_at, n.contact_id, n.sku, n.attempts, n.claimed_until,"			\
+"           n.restock_event_id"															\
+"      FROM bis.notifications n"															\
+"     WHERE n.id OPERATOR(pg_catalog.=) ANY ($1)"										\
+"       AND n.status OPERATOR(pg_catalog.=) 'claimed'"									\
+"       AND n.claimed_by OPERATOR(pg_catalog.=) $2"										\
+")"																						\
 "SELECT n.id, n.kind, n.channel, n.subscription_id, n.locale, n.external_id, n.subscribed_at,"	\
 "       n.contact_id, n.sku, n.attempts, n.claimed_until,"									\
 "       c.email, c.phone, c.locale, c.first_name, c.time_zone,"								\
@@ -68,14 +83,12 @@
 "           coalesce(bis._current_stock(e.source_table, e.sku, e.locale, e.external_id)"		\
 "                    OPERATOR(pg_catalog.>=) e.threshold, false) END, "						\
 		EARLIER																				\
-"  FROM bis.notifications n"																\
+"  FROM n"																				\
 "  LEFT JOIN bis.contacts c ON c.contact_id OPERATOR(pg_catalog.=) n.contact_id"			\
 "  LEFT JOIN bis.items i ON i.sku OPERATOR(pg_catalog.=) n.sku"								\
 "  LEFT JOIN bis.restock_events e ON e.id OPERATOR(pg_catalog.=) n.restock_event_id"		\
 "  LEFT JOIN bis.consents k ON k.contact_id OPERATOR(pg_catalog.=) n.contact_id"			\
 "                          AND k.channel OPERATOR(pg_catalog.=) n.channel"					\
-" WHERE n.id OPERATOR(pg_catalog.=) ANY ($1) AND n.status OPERATOR(pg_catalog.=) 'claimed'"	\
-"   AND n.claimed_by OPERATOR(pg_catalog.=) $2"											\
 " ORDER BY n.id"
 
 static const char batch_sql[] = BATCH_SQL("NULL::pg_catalog.int8");

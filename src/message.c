@@ -129,7 +129,9 @@ static const char template_sql[] =
 
 /*
  * The notifications not handed out: $1 ids, $2 the rules that stopped them,
- * $3 until when each is held (NULL: suppressed for good)
+ * $3 until when each is held (NULL: suppressed for good).  The ids also
+ * restrict the table itself, so that it is read through its primary key
+ * whatever the statistics say (see batch_sql).
  */
 static const char withheld_sql[] =
 "UPDATE bis.notifications n"
@@ -141,7 +143,7 @@ static const char withheld_sql[] =
 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
 "                  pg_catalog.unnest($2::pg_catalog.text[]),"
 "                  pg_catalog.unnest($3::pg_catalog.timestamptz[])) w (id, reason, until)"
-" WHERE n.id OPERATOR(pg_catalog.=) w.id";
+" WHERE n.id OPERATOR(pg_catalog.=) ANY ($1) AND n.id OPERATOR(pg_catalog.=) w.id";
 
 static SPIPlanPtr batch_plan = NULL;
 static SPIPlanPtr batch_capped_plan = NULL;

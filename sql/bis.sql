@@ -1645,7 +1645,7 @@ COMMENT ON FUNCTION bis.unsubscribe_by_token(text) IS 'What the shop''s unsubscr
  * The queue protocol, for mailers.  The calls that take notifications by id
  * are planned generically (plan_cache_mode): a batch is then a probe of the
  * primary key per id whatever its size, where a plan made for the 1,000 ids
- * given found reading a table of up to a few thousand pages whole cheaper.
+ * given would read a queue of up to a few thousand pages whole instead.
  */
 
 CREATE FUNCTION bis._check_ids(ids bigint[]) RETURNS void

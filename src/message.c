@@ -49,8 +49,9 @@
  * The rows are found by id in a query of their own, where the primary key is
  * the only index of use.  Joined with the rest, a queue analyzed with no live
  * row (after a purge) looked empty to the planner, which then read the batch
- * by scanning the contacts' index whole, dead versions and all: while a long
- * transaction held vacuum back, each claim read every version since.
+ * by scanning the queue's index by contact whole, dead versions and all:
+ * while a long transaction held vacuum back, each claim read every version
+ * since.
  */
 #define BATCH_SQL(EARLIER) \
 "WITH n AS MATERIALIZED ("																\

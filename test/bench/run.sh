@@ -709,7 +709,9 @@ if want 9; then
     echo "== 9. Claims with every delivery rule on against none: $drain_n pending notifications,"
     echo "   claim 1000 + ack, each call its own transaction; the two alternate, $rounds9 rounds each"
     reset_queue
-    q -c "INSERT INTO bis.subscriptions (contact_id, sku) SELECT 'c' || i, 'D$drain_n' FROM generate_series(1, $drain_n) i" \
+    # figure 4 left the SKU in stock
+    q -c "UPDATE bench.inventory SET quantity = 0 WHERE sku = 'D$drain_n'" \
+      -c "INSERT INTO bis.subscriptions (contact_id, sku) SELECT 'c' || i, 'D$drain_n' FROM generate_series(1, $drain_n) i" \
       -c "INSERT INTO bis.consents (contact_id, channel, granted, source)
           SELECT 'c' || i, 'email', true, 'bench' FROM generate_series(1, $drain_n) i
           ON CONFLICT DO NOTHING" \

@@ -1500,7 +1500,6 @@ CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease inter
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     settings record := bis._settings();
@@ -1563,7 +1562,9 @@ BEGIN
                                         THEN NULL ELSE now() + claim.lease END,
                    claimed_at = now(),
                    attempts = n.attempts + 1
-             WHERE n.id = ANY (ids);
+             -- the bounds steer the planner to the primary key rather than a full scan
+             WHERE n.id = ANY (ids) AND n.id BETWEEN (SELECT min(i) FROM unnest(ids) i)
+                                                 AND (SELECT max(i) FROM unnest(ids) i);
         END IF;
 
         -- the messages, built now from the current item and contact; a row
@@ -1580,7 +1581,6 @@ CREATE OR REPLACE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETUR
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     settings record := bis._settings();
@@ -1687,7 +1687,6 @@ CREATE OR REPLACE FUNCTION bis.release(ids bigint[], worker text DEFAULT NULL) R
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     done integer;
@@ -1716,28 +1715,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.release(bigint[], text) IS 'Gives claimed notifications back to the queue at once, as a mailer shutting down does; returns how many';
-
-CREATE OR REPLACE FUNCTION bis.requeue(ids bigint[]) RETURNS integer
-    LANGUAGE plpgsql
-    SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
-    AS $$
-DECLARE
-    done integer;
-BEGIN
-    PERFORM bis._check_ids(ids);
-    WITH requeued AS (
-        UPDATE bis.notifications n
-           SET status = 'pending', available_at = now(), attempts = 0,
-               claimed_by = NULL, claimed_until = NULL
-         WHERE n.id = ANY (requeue.ids) AND n.status = 'dead'
-        RETURNING 1)
-    SELECT count(*) INTO done FROM requeued;
-    RETURN done;
-END
-$$;
-COMMENT ON FUNCTION bis.requeue(bigint[]) IS 'Puts dead notifications back in the queue with a fresh count of attempts (those past bis.notification_ttl will expire); returns how many';
 
 CREATE OR REPLACE FUNCTION bis.purge(older_than interval DEFAULT NULL)
     RETURNS TABLE (notifications bigint, subscriptions bigint, restock_events bigint)

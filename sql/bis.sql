@@ -1642,10 +1642,7 @@ $$;
 COMMENT ON FUNCTION bis.unsubscribe_by_token(text) IS 'What the shop''s unsubscribe endpoint calls with the token of a message''s link: cancels the subscription the message came from (and what it had still to send) and, for an unsubscribe-all token, withdraws consent for the channel; returns how many subscriptions it cancelled, 0 when called again';
 
 /*
- * The queue protocol, for mailers.  The calls that take notifications by id
- * are planned generically (plan_cache_mode): a batch is then a probe of the
- * primary key per id whatever its size, where a plan made for the 1,000 ids
- * given would read a queue of up to a few thousand pages whole instead.
+ * The queue protocol, for mailers
  */
 
 CREATE FUNCTION bis._check_ids(ids bigint[]) RETURNS void
@@ -1691,7 +1688,6 @@ CREATE FUNCTION bis.claim(worker text, max_rows integer DEFAULT 100, lease inter
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     settings record := bis._settings();
@@ -1754,7 +1750,9 @@ BEGIN
                                         THEN NULL ELSE now() + claim.lease END,
                    claimed_at = now(),
                    attempts = n.attempts + 1
-             WHERE n.id = ANY (ids);
+             -- the bounds steer the planner to the primary key rather than a full scan
+             WHERE n.id = ANY (ids) AND n.id BETWEEN (SELECT min(i) FROM unnest(ids) i)
+                                                 AND (SELECT max(i) FROM unnest(ids) i);
         END IF;
 
         -- the messages, built now from the current item and contact; a row
@@ -1771,7 +1769,6 @@ CREATE FUNCTION bis.ack(ids bigint[], worker text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     settings record := bis._settings();
@@ -1878,7 +1875,6 @@ CREATE FUNCTION bis.release(ids bigint[], worker text DEFAULT NULL) RETURNS inte
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     done integer;
@@ -1912,7 +1908,6 @@ CREATE FUNCTION bis.requeue(ids bigint[]) RETURNS integer
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     done integer;

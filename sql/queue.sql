@@ -190,33 +190,3 @@ DROP TABLE reads;
 TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
          bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items,
          bis.send_windows RESTART IDENTITY;
-
--- an ack takes its rows by key whatever the size of the batch.  Planned for
--- the ids given (a session's first five calls are), probing the primary key
--- for each of 1,000 looked dearer than reading a table of up to a few
--- thousand pages whole (make bench, figures 4 and 8, whose mailers connect
--- for each drain).  Here a new session acknowledges 500 of 2,500 rows.
-INSERT INTO bis.items (sku) VALUES ('PK1'), ('PK2');
-INSERT INTO bis.contacts (contact_id, email)
-SELECT 'pk' || i, 'pk' || i || '@example.com' FROM generate_series(1, 2000) i;
-INSERT INTO bis.subscriptions (contact_id, sku) SELECT 'pk' || i, 'PK1' FROM generate_series(1, 2000) i;
-SET bis.expand_chunk = 2000;
-SELECT bis.set_stock('PK1', 5);
-SELECT bis.ack(array_agg(id), 'm') FROM bis.claim('m', 2000);
-INSERT INTO bis.subscriptions (contact_id, sku) SELECT 'pk' || i, 'PK2' FROM generate_series(1, 500) i;
-SELECT bis.set_stock('PK2', 5);
-RESET bis.expand_chunk;
-SELECT array_agg(id) AS claimed FROM bis.claim('m', 500) \gset
-ANALYZE bis.notifications;
-SELECT pg_stat_force_next_flush();
-\c
-CREATE TEMP TABLE scans AS
-SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'bis.notifications'::regclass;
-SELECT bis.ack(:'claimed', 'm');
-SELECT pg_stat_force_next_flush();
-SELECT t.seq_scan - s.seq_scan AS sequential_scans
-  FROM pg_stat_user_tables t, scans s WHERE t.relid = 'bis.notifications'::regclass;
-DROP TABLE scans;
-TRUNCATE bis.notifications, bis.restock_events, bis.subscriptions, bis.stock_levels,
-         bis.consents, bis.push_tokens, bis.webpush_subscriptions, bis.contacts, bis.items
-         RESTART IDENTITY;

@@ -446,12 +446,8 @@ CREATE FUNCTION bis._quiet_hours_end(at timestamptz, time_zone text, quiet_hours
 COMMENT ON FUNCTION bis._quiet_hours_end(timestamptz, text, text) IS 'When the quiet hours ("HH:MM-HH:MM" of local time) that at falls in end, in time_zone (NULL: the setting bis.default_time_zone); NULL if at is outside them';
 
 CREATE FUNCTION bis._held_back(held jsonb, rule text, n bigint) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT CASE WHEN n > 0 THEN held || jsonb_build_object(rule, coalesce((held->>rule)::bigint, 0) + n)
-                ELSE held END
-$$;
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__held_back';
 COMMENT ON FUNCTION bis._held_back(jsonb, text, bigint) IS 'A restock event''s held_back with n more subscriptions held back by rule';
 
 CREATE OR REPLACE FUNCTION bis._check_sku(sku text, element bigint DEFAULT NULL) RETURNS void

@@ -53,12 +53,8 @@ COMMENT ON FUNCTION bis._canonical_locale(text) IS 'A locale in its canonical ca
 
 -- what a restock event says of the subscriptions a rule held back
 CREATE FUNCTION bis._held_back(held jsonb, rule text, n bigint) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT CASE WHEN n > 0 THEN held || jsonb_build_object(rule, coalesce((held->>rule)::bigint, 0) + n)
-                ELSE held END
-$$;
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__held_back';
 COMMENT ON FUNCTION bis._held_back(jsonb, text, bigint) IS 'A restock event''s held_back with n more subscriptions held back by rule';
 
 /*

@@ -94,6 +94,7 @@ SELECT bis.untrack('shelf');
 DROP TABLE shelf;
 SELECT bis._held_back('{"wave": 2}', 'wave', 3), bis._held_back('{"wave": 2}', 'dwell', 0),
        bis._held_back('{}', 'over_price', 1);
+SELECT bis._held_back('[]', 'wave', 1);
 
 DROP VIEW fired;
 DROP FUNCTION voyado_subscriptions();

@@ -1042,6 +1042,10 @@ bis__held_back(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	held = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_OBJECT(held))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("held_back must be a JSON object")));
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_GETARG_INT64(2) <= 0)
 		PG_RETURN_JSONB_P(held);
 	rule = PG_GETARG_TEXT_PP(1);

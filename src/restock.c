@@ -1054,17 +1054,24 @@ bis__held_back(PG_FUNCTION_ARGS)
 	before = getKeyJsonValueFromContainer(&held->root, VARDATA_ANY(rule),
 										  VARSIZE_ANY_EXHDR(rule), NULL);
 	if (before != NULL && before->type == jbvNumeric)
-		n += DatumGetInt64(DirectFunctionCall1(numeric_int8,
-											   NumericGetDatum(before->val.numeric)));
+	{
+		Datum		earlier = DirectFunctionCall1(numeric_int8,
+												  NumericGetDatum(before->val.numeric));
+
+		if (pg_add_s64_overflow(n, DatumGetInt64(earlier), &n))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("held_back count out of range")));
+	}
 
 	key.type = jbvString;
 	key.val.string.val = VARDATA_ANY(rule);
 	key.val.string.len = VARSIZE_ANY_EXHDR(rule);
 	count.type = jbvNumeric;
 	count.val.numeric = int64_to_numeric(n);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&state, WJB_KEY, &key);
-	pushJsonbValue(&state, WJB_VALUE, &count);
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	(void) pushJsonbValue(&state, WJB_KEY, &key);
+	(void) pushJsonbValue(&state, WJB_VALUE, &count);
 	added = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 
 	return DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(held),

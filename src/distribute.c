@@ -456,7 +456,9 @@ prepare_in_group(const char *sql, int nargs, Oid *argtypes)
 	gp = hash_search(group_plans, &key, HASH_FIND, &found);
 	if (!found)
 	{
-		SPIPlanPtr	p = SPI_prepare(rewrite_for_group(sql, current_shard_group), nargs, argtypes);
+		/* generic, as prepare_once's */
+		SPIPlanPtr	p = SPI_prepare_cursor(rewrite_for_group(sql, current_shard_group),
+										   nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

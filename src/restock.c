@@ -330,13 +330,20 @@ sql_is_current(const Crossing *c)
 /*
  * Prepare a statement once for the life of the backend, as it is; caller is
  * in SPI.
+ *
+ * Its plan is generic: bis's statements reach their rows by key, id or row
+ * id, where a plan for the values at hand is no better, and the plan cache
+ * left to itself may choose those anyway and plan again at every execution
+ * (it did for a restock's first chunk with 1,500 subscriptions: 210 us of
+ * planning for 90 us of work).
  */
 SPIPlanPtr
 prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes,
+										   CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -34,6 +34,7 @@ psql -X -q -c "CREATE DATABASE bis_tap" -d postgres
 psql -X -q -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION bis" -d bis_tap
 suite "pgTAP" pg_prove -d bis_tap test/pgtap/*.sql
 suite "pgbench concurrency" test/concurrency.sh
+suite "a restock's statements planned once a session" test/plans.sh
 suite "crash in the middle of an expansion" test/restart.sh
 suite "pg_dump and pg_restore" test/dump.sh
 suite "prometheus-postgres-exporter with bis's queries" test/exporter.sh

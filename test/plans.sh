@@ -15,13 +15,7 @@ db=bis_plans
 admin_db=${PGDATABASE:-postgres}
 restocks=50
 skus=500
-out=$(mktemp /tmp/bis-plans.XXXXXX)
-
-cleanup() {
-    psql -X -q -d "$admin_db" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
-    rm -f "$out"
-}
-trap cleanup EXIT
+trap 'psql -X -q -d "$admin_db" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true' EXIT
 
 q() { psql -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
@@ -41,15 +35,14 @@ VACUUM ANALYZE;
 SQL
 
 # each UPDATE is planned once itself; terse: one line a planner run
-{
+runs=$({
     echo "SET log_planner_stats = on;"
     echo "SET client_min_messages = log;"
     echo "\\set VERBOSITY terse"
     for ((i = 1; i <= restocks; i++)); do
         echo "UPDATE shelf SET quantity = 5 WHERE sku = 'N$i';"
     done
-} | q 2>"$out"
-runs=$(grep -c 'PLANNER STATISTICS' "$out" || true)
+} | q 2>&1 >/dev/null | grep -c 'PLANNER STATISTICS' || true)
 enqueued=$(q -At -c "SELECT count(*) FROM bis.notifications")
 nested=$((runs - restocks))
 echo "$restocks restocks, $enqueued notifications: the planner ran $nested times under them"

@@ -1345,6 +1345,7 @@ COMMENT ON FUNCTION bis.expand(integer) IS 'Enqueues up to max_chunks chunks of 
 
 CREATE OR REPLACE FUNCTION bis._templates_check() RETURNS trigger
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN

@@ -3,7 +3,7 @@
 -- expected lists are written out here, apart from bis._duty_privileges that grants them.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(15);
+SELECT plan(17);
 
 CREATE ROLE regress_tap_application;
 CREATE ROLE regress_tap_mailer;
@@ -87,6 +87,15 @@ SELECT is_empty(
   $$SELECT name FROM pg_settings WHERE name LIKE 'bis.%' AND context = 'superuser'
       AND NOT has_parameter_privilege('regress_tap_admin', name, 'SET')$$,
   'the admin duty may set every setting of bis');
+
+-- the admin writes templates of its own, checked as bis checks them
+SET LOCAL ROLE regress_tap_admin;
+SELECT lives_ok($$INSERT INTO bis.templates (kind, channel, locale, body)
+                  VALUES ('back_in_stock', 'sms', 'sv_se', 'Tillbaka: {{item.title}}')$$,
+  'an admin writes a template');
+RESET ROLE;
+SELECT is((SELECT locale FROM bis.templates WHERE NOT builtin), 'sv-SE',
+  'the admin''s template is checked and its locale made canonical');
 
 -- refused as it happens: 42501
 SET LOCAL ROLE regress_tap_mailer;

@@ -3,7 +3,7 @@
 EXTENSION = bis
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" bis.control)
 MODULE_big = bis
-OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/render.o src/template.o src/message.o src/rules.o src/settings.o src/token.o src/base64url.o src/orders.o src/legacy.o src/distribute.o
+OBJS = src/bis.o src/trigger.o src/restock.o src/matching.o src/track.o src/render.o src/template.o src/message.o src/rules.o src/settings.o src/token.o src/base64url.o src/orders.o src/legacy.o src/distribute.o src/tenant.o
 # the install script of the current version is built from sql/bis.sql
 DATA = sql/bis--$(EXTVERSION).sql $(filter-out sql/bis--$(EXTVERSION).sql, $(wildcard sql/bis--*.sql)) \
        bis--0.1.control
@@ -13,7 +13,7 @@ DOCS = monitoring/postgres-exporter-queries.yaml
 PGFILEDESC = "bis - back-in-stock notifications"
 
 REGRESS = install thresholds matching subscriptions track stock_levels errors render queue purge \
-          expansion waves message rules lifecycle answers trust push security upgrade
+          expansion waves message rules lifecycle answers trust push security tenants upgrade
 ISOLATION = notify_once concurrent_restock restock_deadlock claim expansion wakeup thresholds_cache rules
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=bis
 

@@ -125,6 +125,11 @@ DROP FUNCTION bis._settings();
 /*
  * The catalog, and the delivery rules' columns
  */
+CREATE FUNCTION bis._tenant() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'bis__tenant';
+COMMENT ON FUNCTION bis._tenant() IS 'The session''s tenant, the setting bis.tenant: '''' unless set, which needs tenants enabled';
+
 CREATE FUNCTION bis._parse_send_rate(rate text, OUT messages bigint, OUT period interval)
     LANGUAGE c IMMUTABLE STRICT
     AS 'MODULE_PATHNAME', 'bis__parse_send_rate';
@@ -158,13 +163,46 @@ ALTER TABLE bis.contacts
 COMMENT ON COLUMN bis.contacts.contact_id IS 'The application''s id for the contact, 1 to 255 characters';
 COMMENT ON COLUMN bis.contacts.first_name IS 'First name, for messages that greet the contact';
 CREATE INDEX contacts_email_idx ON bis.contacts (lower(email));
+
+/*
+ * Tenants: a tenant column in every table and key; the catalog's first, with
+ * the foreign keys into it made anew
+ */
+ALTER TABLE bis.subscriptions
+    DROP CONSTRAINT subscriptions_contact_id_fkey,
+    DROP CONSTRAINT subscriptions_sku_fkey;
+ALTER TABLE bis.items
+    ADD COLUMN tenant text NOT NULL DEFAULT bis._tenant(),
+    DROP CONSTRAINT items_pkey,
+    ADD CONSTRAINT items_pkey PRIMARY KEY (sku, tenant);
+DROP INDEX bis.items_threshold_idx;
+CREATE INDEX items_threshold_idx ON bis.items (sku, tenant) INCLUDE (threshold)
+    WHERE threshold IS NOT NULL;
+ALTER TABLE bis.contacts
+    ADD COLUMN tenant text NOT NULL DEFAULT bis._tenant(),
+    DROP CONSTRAINT contacts_pkey,
+    ADD CONSTRAINT contacts_pkey PRIMARY KEY (contact_id, tenant);
+-- bis.stock_levels is tracked: 0.5's check of tracked tables calls what is gone
+ALTER EVENT TRIGGER bis_check_tracked_tables DISABLE;
+ALTER TABLE bis.stock_levels ADD COLUMN tenant text NOT NULL DEFAULT bis._tenant();
+ALTER EVENT TRIGGER bis_check_tracked_tables ENABLE;
+DROP INDEX bis.stock_levels_key;
+CREATE UNIQUE INDEX stock_levels_key ON bis.stock_levels
+    (sku, (coalesce(locale, '')), (coalesce(external_id, '')), tenant);
+ALTER TABLE bis.templates
+    ADD COLUMN tenant text NOT NULL DEFAULT bis._tenant(),
+    DROP CONSTRAINT templates_pkey,
+    ADD CONSTRAINT templates_pkey PRIMARY KEY (kind, channel, locale, builtin, tenant);
 CREATE TABLE bis.consents (
-    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    contact_id text NOT NULL,
     channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
     granted boolean NOT NULL,
     source text CHECK (length(source) <= 200),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (contact_id, channel)
+    tenant text NOT NULL DEFAULT bis._tenant(),
+    CONSTRAINT consents_pkey PRIMARY KEY (contact_id, channel, tenant),
+    CONSTRAINT consents_contact_id_fkey FOREIGN KEY (contact_id, tenant)
+        REFERENCES bis.contacts ON DELETE CASCADE
 );
 COMMENT ON TABLE bis.consents IS 'Each contact''s consent per channel, with when and from where it was given or withdrawn';
 COMMENT ON COLUMN bis.consents.contact_id IS 'The contact';
@@ -185,7 +223,8 @@ COMMENT ON COLUMN bis.restock_events.expansion IS 'expanding (more to enqueue no
 COMMENT ON COLUMN bis.restock_events.wave IS 'The current wave; 0 while the restock waits out its dwell';
 ALTER TABLE bis.restock_events
     ADD COLUMN kind text NOT NULL DEFAULT 'back_in_stock' CHECK (kind IN ('back_in_stock', 'price_drop')),
-    ADD COLUMN price_before numeric;
+    ADD COLUMN price_before numeric,
+    ADD COLUMN tenant text NOT NULL DEFAULT bis._tenant();
 COMMENT ON COLUMN bis.restock_events.kind IS 'back_in_stock: the stock crossed its threshold; price_drop: the price of the item in stock dropped (source_table bis.items)';
 COMMENT ON COLUMN bis.restock_events.price_before IS 'For a price drop, the price before it';
 
@@ -227,7 +266,8 @@ CREATE TABLE bis.notifications (
     channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'webpush')),
     claimed_by text,
     status_reason text,
-    last_error text
+    last_error text,
+    tenant text NOT NULL DEFAULT bis._tenant()
 );
 ALTER SEQUENCE bis.notifications_id_seq OWNED BY bis.notifications.id;
 
@@ -288,10 +328,14 @@ ALTER TABLE bis.subscriptions
     ADD COLUMN kind text NOT NULL DEFAULT 'back_in_stock' CHECK (kind IN ('back_in_stock', 'price_drop')),
     ADD COLUMN target_price numeric CHECK (target_price >= 0),
     ADD COLUMN price_at_subscription numeric,
+    ADD COLUMN tenant text NOT NULL DEFAULT bis._tenant(),
     DROP COLUMN notified_at,
     DROP COLUMN restock_event_id,
     DROP CONSTRAINT subscriptions_status_check,
-    ADD CONSTRAINT subscriptions_status_check CHECK (status IN ('active', 'cancelled', 'expired'));
+    ADD CONSTRAINT subscriptions_status_check CHECK (status IN ('active', 'cancelled', 'expired')),
+    ADD CONSTRAINT subscriptions_contact_id_fkey FOREIGN KEY (contact_id, tenant)
+        REFERENCES bis.contacts ON DELETE CASCADE,
+    ADD CONSTRAINT subscriptions_sku_fkey FOREIGN KEY (sku, tenant) REFERENCES bis.items ON DELETE CASCADE;
 COMMENT ON TABLE bis.subscriptions IS 'Requests to be told when a SKU is back in stock: active until a restock uses them (they then move into bis.notifications), cancelled or expired';
 COMMENT ON COLUMN bis.subscriptions.status IS 'active, cancelled or expired; only active ones fire';
 COMMENT ON COLUMN bis.subscriptions.max_price IS 'Only a restock at which the item costs at most this fires it; NULL: any price';
@@ -303,13 +347,13 @@ COMMENT ON COLUMN bis.subscriptions.price_at_subscription IS 'The item''s price 
 -- bytes of every entry (a third of the index)
 CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
     (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel,
-     (kind = 'price_drop'))
+     (kind = 'price_drop'), tenant)
     WHERE status = 'active';
 -- what a restock matches, oldest first
-CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, id)
+CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, tenant, id)
     WHERE status = 'active' AND kind = 'back_in_stock';
 -- what a price drop matches, oldest first
-CREATE INDEX subscriptions_price_drop_idx ON bis.subscriptions (sku, id)
+CREATE INDEX subscriptions_price_drop_idx ON bis.subscriptions (sku, tenant, id)
     WHERE status = 'active' AND kind = 'price_drop';
 
 /*
@@ -402,9 +446,11 @@ ALTER TABLE bis.templates ENABLE TRIGGER templates_check;
  * The send rates' windows, and the key that signs unsubscribe links
  */
 CREATE TABLE bis.send_windows (
-    scope text PRIMARY KEY,
+    scope text NOT NULL,
     window_start timestamptz NOT NULL,
-    handed_out bigint NOT NULL
+    handed_out bigint NOT NULL,
+    tenant text NOT NULL DEFAULT bis._tenant(),
+    CONSTRAINT send_windows_pkey PRIMARY KEY (scope, tenant)
 );
 COMMENT ON TABLE bis.send_windows IS 'How many messages the current window of each send rate has handed out: scope "all" for bis.send_rate, "item:SKU" for an item''s';
 COMMENT ON COLUMN bis.send_windows.scope IS 'all, or item: and the SKU';
@@ -642,7 +688,7 @@ BEGIN
                 (e->>'threshold')::numeric::integer, coalesce((e->>'alerts_enabled')::boolean, true),
                 (e->>'wave_per_unit')::numeric::integer, (e->>'wave_interval')::interval,
                 (e->>'restock_dwell')::interval, e->>'send_rate')
-        ON CONFLICT (sku) DO UPDATE SET
+        ON CONFLICT (sku, tenant) DO UPDATE SET
             title = CASE WHEN e ? 'title' THEN excluded.title ELSE i.title END,
             url = CASE WHEN e ? 'url' THEN excluded.url ELSE i.url END,
             image_url = CASE WHEN e ? 'image_url' THEN excluded.image_url ELSE i.image_url END,
@@ -850,7 +896,7 @@ BEGIN
                (a->>'quantity')::numeric::integer
           FROM jsonb_array_elements(levels) a
          ORDER BY a->>'sku', coalesce(bis._canonical_locale(a->>'locale'), ''), coalesce(a->>'externalId', '')
-        ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO NOTHING
+        ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, '')), tenant) DO NOTHING
         RETURNING s.sku, s.quantity, s.locale, s.external_id
     LOOP
         PERFORM bis._new_stock_level(l.sku, l.quantity, l.locale, l.external_id);
@@ -864,7 +910,7 @@ BEGIN
            (a->>'quantity')::numeric::integer
       FROM jsonb_array_elements(levels) a
      ORDER BY a->>'sku', coalesce(bis._canonical_locale(a->>'locale'), ''), coalesce(a->>'externalId', '')
-    ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
+    ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, '')), tenant) DO UPDATE SET
         quantity = excluded.quantity,
         updated_at = excluded.updated_at
      WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, excluded.updated_at);
@@ -1101,7 +1147,7 @@ BEGIN
                 subscribe.channel, subscribe.max_price, subscribe.kind, subscribe.target_price,
                 CASE WHEN subscribe.kind = 'price_drop' THEN price END)
         ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel,
-                     (kind = 'price_drop'))
+                     (kind = 'price_drop'), tenant)
             WHERE status = 'active' DO NOTHING
         RETURNING s.id INTO sid;
         IF sid IS NOT NULL THEN
@@ -1770,8 +1816,10 @@ CREATE TABLE bis.delivery_events (
     recorded_at timestamptz NOT NULL DEFAULT now(),
     event text NOT NULL
         CHECK (event IN ('delivered', 'opened', 'clicked', 'bounced', 'complained', 'unsubscribed')),
-    provider_event_id text UNIQUE CHECK (provider_event_id <> '' AND length(provider_event_id) <= 255),
-    detail jsonb CHECK (jsonb_typeof(detail) = 'object')
+    provider_event_id text CHECK (provider_event_id <> '' AND length(provider_event_id) <= 255),
+    detail jsonb CHECK (jsonb_typeof(detail) = 'object'),
+    tenant text NOT NULL DEFAULT bis._tenant(),
+    CONSTRAINT delivery_events_provider_event_id_key UNIQUE (provider_event_id, tenant)
 );
 CREATE INDEX delivery_events_notification_idx ON bis.delivery_events (notification_id, event);
 SELECT pg_catalog.pg_extension_config_dump('bis.delivery_events', '');
@@ -1853,7 +1901,8 @@ CREATE TABLE bis.purchases (
     currency text CHECK (length(currency) <= 10),
     purchased_at timestamptz NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (order_id, sku)
+    tenant text NOT NULL DEFAULT bis._tenant(),
+    CONSTRAINT purchases_pkey PRIMARY KEY (order_id, sku, tenant)
 );
 -- a contact's purchases of a SKU: conversions, and the reminders they stop
 CREATE INDEX purchases_contact_sku_idx ON bis.purchases (contact_id, sku, purchased_at);
@@ -2016,10 +2065,13 @@ COMMENT ON VIEW bis.notification_history IS 'One row per notification and the ti
 CREATE TABLE bis.push_tokens (
     platform text NOT NULL CHECK (platform IN ('fcm', 'apns')),
     token text NOT NULL,
-    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    contact_id text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
+    tenant text NOT NULL DEFAULT bis._tenant(),
     -- a device's token is one contact's at a time: the one signed in on it
-    PRIMARY KEY (platform, token),
+    CONSTRAINT push_tokens_pkey PRIMARY KEY (platform, token, tenant),
+    CONSTRAINT push_tokens_contact_id_fkey FOREIGN KEY (contact_id, tenant)
+        REFERENCES bis.contacts ON DELETE CASCADE,
     CONSTRAINT push_tokens_token_check CHECK (
         (platform = 'fcm' AND token ~ '^[A-Za-z0-9_:.-]+$' AND length(token) <= 4096)
         OR (platform = 'apns' AND token ~ '^([0-9a-f]{2}){32,100}$'))
@@ -2033,13 +2085,17 @@ COMMENT ON COLUMN bis.push_tokens.contact_id IS 'The contact signed in on the de
 COMMENT ON COLUMN bis.push_tokens.created_at IS 'When the token was added for this contact';
 
 CREATE TABLE bis.webpush_subscriptions (
-    endpoint text PRIMARY KEY,
-    contact_id text NOT NULL REFERENCES bis.contacts ON DELETE CASCADE,
+    endpoint text NOT NULL,
+    contact_id text NOT NULL,
     p256dh text NOT NULL,
     auth text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT webpush_subscriptions_limits_check CHECK (length(endpoint) <= 2048
-                                                         AND length(p256dh) <= 100 AND length(auth) <= 100)
+                                                         AND length(p256dh) <= 100 AND length(auth) <= 100),
+    tenant text NOT NULL DEFAULT bis._tenant(),
+    CONSTRAINT webpush_subscriptions_pkey PRIMARY KEY (endpoint, tenant),
+    CONSTRAINT webpush_subscriptions_contact_id_fkey FOREIGN KEY (contact_id, tenant)
+        REFERENCES bis.contacts ON DELETE CASCADE
 );
 CREATE INDEX webpush_subscriptions_contact_idx ON bis.webpush_subscriptions (contact_id);
 
@@ -2658,7 +2714,9 @@ CREATE FUNCTION bis._duty_privileges(duty text, OUT kind text, OUT object text, 
     UNION ALL
     -- the settings that only a superuser may set otherwise
     SELECT 'parameter', s.name, 'SET' FROM pg_catalog.pg_settings s
-     WHERE _duty_privileges.duty = 'admin' AND s.name LIKE 'bis.%' AND s.context = 'superuser';
+     WHERE _duty_privileges.duty = 'admin' AND s.name LIKE 'bis.%' AND s.context = 'superuser'
+       -- a role that could set its tenant could act for any
+       AND s.name <> 'bis.tenant';
 $$;
 COMMENT ON FUNCTION bis._duty_privileges(text) IS 'The privileges each duty needs: application, mailer, storefront, admin';
 
@@ -2874,6 +2932,115 @@ CREATE TRIGGER contacts_delete_check BEFORE DELETE ON bis.contacts
     FOR EACH ROW EXECUTE FUNCTION bis._contacts_delete_check();
 
 /*
+ * Tenants (src/tenant.c)
+ *
+ * Many shops in one database: every table has a tenant column, in every
+ * key, that rows take from the setting bis.tenant.  bis.enable_tenants()
+ * keeps them apart: a policy on every table shows and admits only the rows
+ * of the session's tenant (and the built-in templates), and bis's functions
+ * and views are handed to the role bis_tenants, which the policies apply to
+ * as they do to the application's roles (they do not to a superuser, who
+ * otherwise owns bis).  bis.grant, bis.revoke, the tracking functions and
+ * bis.distribute stay with the superuser: they change privileges and
+ * triggers, not tenants' rows.
+ */
+
+COMMENT ON COLUMN bis.items.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.contacts.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.consents.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.stock_levels.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.subscriptions.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.restock_events.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.notifications.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.templates.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.send_windows.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.delivery_events.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.purchases.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.push_tokens.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+COMMENT ON COLUMN bis.webpush_subscriptions.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
+
+-- what stays with bis's owner when tenants are enabled
+CREATE FUNCTION bis._administration_functions() RETURNS regprocedure[]
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT ARRAY['bis.enable_tenants()', 'bis.grant(regrole, text)', 'bis.revoke(regrole, text)',
+                 'bis.track(regclass, name, name, name, name, name)', 'bis.untrack(regclass)',
+                 'bis.track_orders(regclass, name, name, name, name, name, name, name)',
+                 'bis._check_tracked_tables()', 'bis.distribute()', 'bis.distribute(regclass)',
+                 'bis._shape_node()', 'bis._check_citus()']::regprocedure[];
+$$;
+COMMENT ON FUNCTION bis._administration_functions() IS 'The functions bis.enable_tenants() leaves with the extension''s owner: they change privileges, triggers and distribution, never a tenant''s rows';
+
+CREATE FUNCTION bis.enable_tenants() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    tbl regclass;
+    obj record;
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'permission denied to enable tenants' USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'It changes the owner of bis''s functions and creates the role bis_tenants.',
+            HINT = 'Run it as a superuser.';
+    END IF;
+    IF bis._distributed() THEN
+        RAISE EXCEPTION 'tenants are not supported where bis''s tables are distributed (Citus)'
+            USING ERRCODE = 'feature_not_supported',
+            DETAIL = 'Citus runs a distributed statement on the worker nodes as the role that runs it, and bis_tenants cannot log in.';
+    END IF;
+    -- the role bis's functions run as: no login, no rights of its own but these
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = 'bis_tenants') THEN
+        CREATE ROLE bis_tenants NOLOGIN NOINHERIT;
+        COMMENT ON ROLE bis_tenants IS 'The role bis''s functions run as once tenants are enabled: the tenants'' row-level security policies apply to it';
+    END IF;
+    IF (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = 'bis_tenants') THEN
+        RAISE EXCEPTION 'role bis_tenants bypasses row-level security' USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'ALTER ROLE bis_tenants NOSUPERUSER NOBYPASSRLS';
+    END IF;
+    GRANT USAGE ON SCHEMA bis TO bis_tenants;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bis TO bis_tenants;
+    GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA bis TO bis_tenants;
+
+    -- a policy per table: the session's tenant's rows, and the built-in templates;
+    -- the signing key is one for all tenants (a link names a notification, which
+    -- only its own tenant's functions find)
+    FOR tbl IN SELECT c.oid FROM pg_class c
+                WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('r', 'p')
+                  AND c.relname <> 'signing_key' ORDER BY c.relname LOOP
+        IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant') THEN
+            EXECUTE format('CREATE POLICY tenant ON %s USING (tenant = bis._tenant())'
+                           ' WITH CHECK (tenant = bis._tenant())', tbl);
+        END IF;
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    END LOOP;
+    -- the built-in templates, every tenant's to read and none's to change
+    IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'bis.templates'::regclass
+                                             AND p.polname = 'builtin') THEN
+        CREATE POLICY builtin ON bis.templates FOR SELECT USING (builtin AND tenant = '');
+    END IF;
+
+    -- bis's functions and views, but those that stay with the superuser
+    FOR obj IN SELECT d.classid, d.objid FROM pg_depend d
+                WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+                  AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'bis')
+                  AND d.classid IN ('pg_proc'::regclass, 'pg_class'::regclass) LOOP
+        IF obj.classid = 'pg_proc'::regclass THEN
+            CONTINUE WHEN obj.objid::regprocedure = ANY (bis._administration_functions())
+                       OR (SELECT p.proowner FROM pg_proc p WHERE p.oid = obj.objid)
+                          = 'bis_tenants'::regrole;
+            EXECUTE format('ALTER FUNCTION %s OWNER TO bis_tenants', obj.objid::regprocedure);
+        ELSIF (SELECT c.relkind = 'v' AND c.relowner <> 'bis_tenants'::regrole
+                 FROM pg_class c WHERE c.oid = obj.objid) THEN
+            EXECUTE format('ALTER VIEW %s OWNER TO bis_tenants', obj.objid::regclass);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis.enable_tenants() IS 'Keeps tenants apart: row-level security on every bis table by the setting bis.tenant, and bis''s functions run as the role bis_tenants, which it applies to; for a superuser; run it again after a restore or an extension update';
+
+/*
  * Distribution (Citus)
  *
  * bis.distribute() makes what is keyed by SKU (stock levels, subscriptions,
@@ -2893,10 +3060,13 @@ CREATE TRIGGER contacts_delete_check BEFORE DELETE ON bis.contacts
 -- group, where on a single server the item's row serves (bis.items is a
 -- reference table on Citus, and a row lock on it would lock every node's)
 CREATE TABLE bis.restock_turns (
-    sku text PRIMARY KEY
+    sku text NOT NULL,
+    tenant text NOT NULL DEFAULT bis._tenant(),
+    CONSTRAINT restock_turns_pkey PRIMARY KEY (sku, tenant)
 );
 COMMENT ON TABLE bis.restock_turns IS 'Where bis''s tables are distributed (Citus): one row per SKU restocked, the row its restocks and expansions take turns on; empty on a single server';
 COMMENT ON COLUMN bis.restock_turns.sku IS 'The SKU';
+COMMENT ON COLUMN bis.restock_turns.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
 
 CREATE FUNCTION bis._distributed() RETURNS boolean
     LANGUAGE c STABLE
@@ -3209,7 +3379,7 @@ BEGIN
     FOR key IN SELECT DISTINCT a->>'sku' FROM jsonb_array_elements(levels) a ORDER BY 1 LOOP
         -- the SKU's turn first, as on a single server
         INSERT INTO bis.restock_turns AS t (sku) SELECT key
-        ON CONFLICT (sku) DO UPDATE SET sku = excluded.sku
+        ON CONFLICT (sku, tenant) DO UPDATE SET sku = excluded.sku
         RETURNING bis._enqueued_total() INTO before;
         -- new levels are crossings from nothing, seen where they are stored
         FOR l IN
@@ -3218,7 +3388,7 @@ BEGIN
               FROM jsonb_array_elements(levels) a
              WHERE a->>'sku' = key
              ORDER BY coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
-            ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO NOTHING
+            ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, '')), tenant) DO NOTHING
             RETURNING bis._new_stock_level(s.sku, s.quantity, s.locale, s.external_id)
         LOOP
         END LOOP;
@@ -3227,7 +3397,7 @@ BEGIN
           FROM jsonb_array_elements(levels) a
          WHERE a->>'sku' = key
          ORDER BY coalesce(a->>'locale', ''), coalesce(a->>'externalId', '')
-        ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, ''))) DO UPDATE SET
+        ON CONFLICT (sku, (coalesce(locale, '')), (coalesce(external_id, '')), tenant) DO UPDATE SET
             quantity = excluded.quantity,
             updated_at = excluded.updated_at
          WHERE (s.quantity, s.updated_at) IS DISTINCT FROM (excluded.quantity, excluded.updated_at);
@@ -3247,15 +3417,15 @@ CREATE FUNCTION bis._catalog_foreign_keys(OUT tbl regclass, OUT conname name, OU
     SET search_path = pg_catalog, pg_temp
     AS $$
     VALUES ('bis.subscriptions'::regclass, 'subscriptions_sku_fkey'::name,
-            'FOREIGN KEY (sku) REFERENCES bis.items(sku) ON DELETE CASCADE'),
+            'FOREIGN KEY (sku, tenant) REFERENCES bis.items(sku, tenant) ON DELETE CASCADE'),
            ('bis.subscriptions', 'subscriptions_contact_id_fkey',
-            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE'),
+            'FOREIGN KEY (contact_id, tenant) REFERENCES bis.contacts(contact_id, tenant) ON DELETE CASCADE'),
            ('bis.consents', 'consents_contact_id_fkey',
-            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE'),
+            'FOREIGN KEY (contact_id, tenant) REFERENCES bis.contacts(contact_id, tenant) ON DELETE CASCADE'),
            ('bis.push_tokens', 'push_tokens_contact_id_fkey',
-            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE'),
+            'FOREIGN KEY (contact_id, tenant) REFERENCES bis.contacts(contact_id, tenant) ON DELETE CASCADE'),
            ('bis.webpush_subscriptions', 'webpush_subscriptions_contact_id_fkey',
-            'FOREIGN KEY (contact_id) REFERENCES bis.contacts(contact_id) ON DELETE CASCADE')
+            'FOREIGN KEY (contact_id, tenant) REFERENCES bis.contacts(contact_id, tenant) ON DELETE CASCADE')
 $$;
 COMMENT ON FUNCTION bis._catalog_foreign_keys() IS 'The foreign keys of bis''s tables into its catalog, which bis.distribute() drops on every node before the catalog becomes reference tables and adds back after';
 
@@ -3469,12 +3639,13 @@ COMMENT ON FUNCTION bis.distribute(regclass) IS 'On a Citus coordinator: distrib
 COMMENT ON FUNCTION bis.render(text, jsonb, boolean) IS 'Fills the {{path}}, {{path|fallback}} and {{url:path}} placeholders of a template from a payload; with html, values are HTML-escaped; url: renders only http and https addresses';
 
 /*
- * Privileges: nothing is granted to PUBLIC but the two functions any role
+ * Privileges: nothing is granted to PUBLIC but the three functions any role
  * may need to run, and the grants on what was recreated are granted again
  */
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA bis FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION bis._crossing(text, bigint, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION bis._trigger_args(bytea) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION bis._tenant() TO PUBLIC;
 DO $$
 DECLARE
     g record;

@@ -147,6 +147,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	bis_rules_init();
+	bis_tenant_init();
 
 	/* after every setting is defined: what is left of "bis." is a typo */
 	MarkGUCPrefixReserved("bis");

@@ -195,6 +195,12 @@ extern char *distributed_table_name(Relation rel);
 extern PGDLLEXPORT Datum bis__hand_out(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum bis__expand(PG_FUNCTION_ARGS);
 
+/* tenants (tenant.c) */
+extern void bis_tenant_init(void);
+extern bool tenants_enabled(void);
+extern const char *current_tenant(void);
+extern void check_tenant_isolation(Oid role);
+
 /* render.c */
 extern text *render_template(text *template, Jsonb *payload, bool html);
 

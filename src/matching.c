@@ -4,9 +4,10 @@
  *	  The active subscriptions a restock fires, read straight off the index.
  *
  * A restock, and every chunk of a large one, asks for the next active
- * subscriptions of a SKU in id order: subscriptions_active_sku_idx (sku, id)
- * answers that by walking forward from (sku, after_id) and stopping at the
- * limit.  Asked in SQL, the planner could not be made to keep to that: its
+ * subscriptions of a SKU in id order: subscriptions_active_sku_idx (sku,
+ * tenant, id) answers that by walking forward from (sku, tenant, after_id)
+ * and stopping at the limit.  Read straight off the index, the rows are under
+ * no row-level security policy: the walk keeps to the session's tenant.  Asked in SQL, the planner could not be made to keep to that: its
  * estimates, made with parameters it does not know and blind to the index
  * entries of used subscriptions that vacuum has not removed yet, led it to a
  * bitmap scan, a sort or the primary key, each of which reads all of them; a
@@ -97,6 +98,17 @@ close_active_index(ActiveIndex *ai)
 {
 	index_close(ai->index, AccessShareLock);
 	table_close(ai->rel, AccessShareLock);
+}
+
+/* The scan keys of a SKU's entries of the session's tenant */
+static void
+sku_and_tenant_keys(ScanKey keys, const ActiveIndex *ai, Datum sku)
+{
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   ai->index->rd_indcollation[0], F_TEXTEQ, sku);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   ai->index->rd_indcollation[1], F_TEXTEQ,
+						   CStringGetTextDatum(current_tenant()));
 }
 
 /* whether a text column of the row equals value (0: not asked) */
@@ -231,7 +243,7 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 					int64 limit, bool want_tids, Matches *m)
 {
 	ActiveIndex ai;
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	int			size = 0;
@@ -251,15 +263,14 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 
 	open_active_index(&ai, f->price_drop);
 
-	/* from (sku, after_id) forward: the SKU's subscriptions in id order */
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
+	/* from (sku, tenant, after_id) forward: the SKU's subscriptions in id order */
+	sku_and_tenant_keys(keys, &ai, sku);
+	ScanKeyEntryInitialize(&keys[2], 0, 3, BTGreaterStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GT, Int64GetDatum(after_id));
 
 	slot = table_slot_create(ai.rel, NULL);
-	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
 
 	while (m->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -326,17 +337,16 @@ int64
 newest_active_subscription(Datum sku, bool price_drop)
 {
 	ActiveIndex ai;
-	ScanKeyData key;
+	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	int64		newest = 0;
 
 	open_active_index(&ai, price_drop);
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
+	sku_and_tenant_keys(keys, &ai, sku);
 	slot = table_slot_create(ai.rel, NULL);
-	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
 		bool		isnull;

@@ -74,7 +74,7 @@ static const char turn_sql[] =
 static const char turn_distributed_sql[] =
 "WITH turn AS ("
 "    INSERT INTO bis.restock_turns AS t (sku) VALUES ($1)"
-"    ON CONFLICT (sku) DO UPDATE SET sku = excluded.sku RETURNING t.sku"
+"    ON CONFLICT (sku, tenant) DO UPDATE SET sku = excluded.sku RETURNING t.sku"
 ")"
 " SELECT i.alerts_enabled, coalesce(i.wave_per_unit, nullif($2, 0)),"
 "        i.status OPERATOR(pg_catalog.=) 'active', i.price, coalesce(i.restock_dwell, $3)"
@@ -143,19 +143,20 @@ static const char dwell_sql[] =
 "     WHERE s.ctid OPERATOR(pg_catalog.=) ANY (" TIDS ")"						\
 "       AND s.sku OPERATOR(pg_catalog.=) " SKU									\
 "       AND s.status OPERATOR(pg_catalog.=) 'active'"							\
-"    RETURNING s.id, s.contact_id, s.locale, s.external_id, s.channel, s.created_at"	\
+"    RETURNING s.id, s.contact_id, s.locale, s.external_id, s.channel, s.created_at,"	\
+"              s.tenant"																\
 "), made AS ("																	\
 "    INSERT INTO bis.notifications AS n"										\
 "           (id, subscription_id, restock_event_id, subscribed_at, contact_id, sku, locale,"	\
 "            external_id, channel, kind, status, claimed_by, claimed_at, claimed_until,"	\
-"            attempts)"																\
+"            attempts, tenant)"														\
 "    SELECT pg_catalog.nextval('bis.notifications_id_seq'::pg_catalog.regclass),"	\
 "           u.id, ev.id, u.created_at, u.contact_id, " SKU ", u.locale, u.external_id,"	\
 "           u.channel, " KIND ", CASE WHEN k.mine THEN 'claimed' ELSE 'pending' END,"	\
 "           CASE WHEN k.mine THEN " W " END,"									\
 "           CASE WHEN k.mine THEN pg_catalog.now() END,"							\
 "           CASE WHEN k.mine THEN pg_catalog.now() OPERATOR(pg_catalog.+) " L " END,"	\
-"           CASE WHEN k.mine THEN 1 ELSE 0 END"								\
+"           CASE WHEN k.mine THEN 1 ELSE 0 END, u.tenant"							\
 "      FROM used u, ev, LATERAL (SELECT " MINE " AS mine) k"					\
 "     ORDER BY u.id"															\
 "    RETURNING n.id, n.status"													\
@@ -396,6 +397,9 @@ function_owner(Oid fn_oid)
 void
 begin_as_role(Oid role, bool restricted, AsRole *as)
 {
+	/* bis's own statements: under the tenants' policies, once enabled */
+	if (!restricted)
+		check_tenant_isolation(role);
 	GetUserIdAndSecContext(&as->save_userid, &as->save_sec_context);
 	SetUserIdAndSecContext(role, as->save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |

@@ -683,7 +683,7 @@ static const char window_sql[] =
 /* $1 scope: a window row for a scope seen for the first time */
 static const char new_window_sql[] =
 "INSERT INTO bis.send_windows (scope, window_start, handed_out)"
-" VALUES ($1, '-infinity', 0) ON CONFLICT (scope) DO NOTHING";
+" VALUES ($1, '-infinity', 0) ON CONFLICT (scope, tenant) DO NOTHING";
 
 /* $1 scope, $2 window start, $3 handed out in it */
 static const char settle_sql[] =

@@ -72,12 +72,14 @@ static MemoryContext thresholds_context = NULL;
 static HTAB *item_thresholds = NULL;
 static int32 max_item_threshold = 0;	/* the highest in item_thresholds */
 static bool item_thresholds_valid = false;
+static char *item_thresholds_tenant = NULL; /* whose items they are */
 static Oid	items_relid = InvalidOid;
 
 static SPIPlanPtr thresholds_plan = NULL;
 
 static const char thresholds_sql[] =
-"SELECT i.sku, i.threshold FROM bis.items i WHERE i.threshold IS NOT NULL";
+"SELECT i.sku, i.threshold FROM bis.items i"
+"  WHERE i.threshold IS NOT NULL AND i.tenant OPERATOR(pg_catalog.=) $1";
 
 
 /*
@@ -242,11 +244,16 @@ sku_key_match(const void *key1, const void *key2, Size keysize)
 	return k1->len != k2->len || memcmp(k1->data, k2->data, k1->len) != 0;
 }
 
-/* Load the thresholds of the items that have their own; caller is in SPI */
+/*
+ * Load the thresholds of the tenant's items that have their own; caller is
+ * in SPI
+ */
 static void
-load_item_thresholds(void)
+load_item_thresholds(const char *tenant)
 {
 	HASHCTL		ctl;
+	Oid			argtype = TEXTOID;
+	Datum		arg = CStringGetTextDatum(tenant);
 	int			ret;
 	uint64		i;
 
@@ -267,9 +274,10 @@ load_item_thresholds(void)
 								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	max_item_threshold = 0;
 	items_relid = get_relname_relid("items", get_namespace_oid("bis", false));
+	item_thresholds_tenant = MemoryContextStrdup(thresholds_context, tenant);
 
-	ret = SPI_execute_plan(prepare_kept(&thresholds_plan, thresholds_sql, 0, NULL),
-						   NULL, NULL, true, 0);
+	ret = SPI_execute_plan(prepare_kept(&thresholds_plan, thresholds_sql, 1, &argtype),
+						   &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 
@@ -294,8 +302,8 @@ load_item_thresholds(void)
 }
 
 /*
- * Make sure the item thresholds are loaded and current, reading bis.items as
- * the owner of fn_oid.  The cache is marked valid before the load, so that an
+ * Make sure the item thresholds of the session's tenant are loaded and
+ * current, reading bis.items as the owner of fn_oid.  The cache is marked valid before the load, so that an
  * invalidation arriving during it clears the mark again, and invalid once
  * more if the load fails (a lock timeout, say): a backend never goes on with
  * a half-loaded cache.
@@ -304,8 +312,9 @@ static void
 check_item_thresholds(Oid fn_oid)
 {
 	AsRole		as;
+	const char *tenant = current_tenant();
 
-	if (item_thresholds_valid)
+	if (item_thresholds_valid && strcmp(item_thresholds_tenant, tenant) == 0)
 		return;
 	begin_as_role(function_owner(fn_oid), false, &as);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -316,7 +325,7 @@ check_item_thresholds(Oid fn_oid)
 		/* on Citus, from this node's placement of bis.items */
 		ShardGroup *before = use_shard_group(shard_group_of_node());
 
-		load_item_thresholds();
+		load_item_thresholds(tenant);
 		use_shard_group(before);
 	}
 	PG_CATCH();

@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(186);
+SELECT plan(189);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -29,6 +29,7 @@ INSERT INTO api VALUES
   ('unsubscribe_by_token', '{text}', 'integer', '{token}', 'token text'),
   ('grant', '{regrole,text}', 'void', '{role,duty}', 'role regrole, duty text'),
   ('revoke', '{regrole,text}', 'void', '{role,duty}', 'role regrole, duty text'),
+  ('enable_tenants', '{}', 'void', NULL, ''),
   ('my_subscribe', '{text,text,text,text}', 'bigint', '{sku,locale,external_id,channel}',
    'sku text, locale text DEFAULT NULL::text, external_id text DEFAULT NULL::text, channel text DEFAULT ''email''::text'),
   ('my_subscriptions', '{}', 'setof bis.subscription_history', NULL, ''),
@@ -155,17 +156,20 @@ SELECT is_empty(
 
 -- the verbs run as the extension's owner, so roles need EXECUTE only; bis.track and
 -- bis.untrack run as the caller, who must own the table, and so does bis.distribute,
--- whose caller must own the tables it distributes
+-- whose caller must own the tables it distributes, and bis.enable_tenants, whose
+-- caller must be a superuser
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p JOIN api a ON a.name = p.proname
      WHERE p.pronamespace = 'bis'::regnamespace AND NOT p.prosecdef
-       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute')$$,
-  'the public functions but track, untrack, track_orders, render, grant, revoke and distribute are SECURITY DEFINER');
+       AND p.proname NOT IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute',
+                             'enable_tenants')$$,
+  'the public functions but track, untrack, track_orders, render, grant, revoke, distribute and enable_tenants are SECURITY DEFINER');
 SELECT is_empty(
   $$SELECT p.oid::regprocedure FROM pg_proc p
      WHERE p.pronamespace = 'bis'::regnamespace AND p.prosecdef
-       AND p.proname IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute')$$,
-  'track, untrack, track_orders, render, grant, revoke and distribute run with the caller''s rights');
+       AND p.proname IN ('track', 'untrack', 'track_orders', 'render', 'grant', 'revoke', 'distribute',
+                         'enable_tenants')$$,
+  'track, untrack, track_orders, render, grant, revoke, distribute and enable_tenants run with the caller''s rights');
 
 -- bis.distribute() drops and adds back the foreign keys into the catalog
 -- from one list: it must be every one of them, as the tables define it
@@ -203,8 +207,8 @@ SELECT is_empty(
            aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x
      WHERE p.pronamespace = 'bis'::regnamespace AND x.grantee = 0
        AND p.oid NOT IN ('bis._crossing(text, bigint, bigint)'::regprocedure,
-                         'bis._trigger_args(bytea)'::regprocedure)$$,
-  'no function in bis is executable by PUBLIC but the WHEN clause of its triggers and the decoder of bis.tracked_tables');
+                         'bis._trigger_args(bytea)'::regprocedure, 'bis._tenant()'::regprocedure)$$,
+  'no function in bis is executable by PUBLIC but the WHEN clause of its triggers, the decoder of bis.tracked_tables and the tenants'' policies'' tenant');
 SELECT is_empty(
   $$SELECT c.oid::regclass, x.privilege_type FROM pg_class c,
            aclexplode(coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
@@ -212,9 +216,9 @@ SELECT is_empty(
      WHERE c.relnamespace = 'bis'::regnamespace AND x.grantee = 0$$,
   'no table, view or sequence in bis grants PUBLIC anything');
 
--- keys: one row per SKU, contact, subscription, event, notification (5 + 3)
-SELECT col_is_pk('bis', 'items', 'sku', 'bis.items is keyed by sku');
-SELECT col_is_pk('bis', 'contacts', 'contact_id', 'bis.contacts is keyed by contact_id');
+-- keys: one row per SKU, contact (of a tenant), subscription, event, notification (5 + 3)
+SELECT col_is_pk('bis', 'items', ARRAY['sku', 'tenant'], 'bis.items is keyed by sku and tenant');
+SELECT col_is_pk('bis', 'contacts', ARRAY['contact_id', 'tenant'], 'bis.contacts is keyed by contact_id and tenant');
 SELECT col_is_pk('bis', 'subscriptions', 'id', 'bis.subscriptions is keyed by id');
 SELECT col_is_pk('bis', 'restock_events', 'id', 'bis.restock_events is keyed by id');
 SELECT col_is_pk('bis', 'notifications', 'id', 'bis.notifications is keyed by id');
@@ -270,6 +274,7 @@ SELECT results_eq(
            ('bis.send_rate', '', 'string', 'superuser'),
            ('bis.signup_rate', '', 'string', 'superuser'),
            ('bis.subscription_ttl', '', 'string', 'superuser'),
+           ('bis.tenant', '', 'string', 'superuser'),
            ('bis.unsubscribe_mailto', '', 'string', 'superuser'),
            ('bis.unsubscribe_url', '', 'string', 'superuser'),
            ('bis.wave_interval', '3600', 'integer', 'superuser'),

@@ -3,7 +3,7 @@
 -- expected lists are written out here, apart from bis._duty_privileges that grants them.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 CREATE ROLE regress_tap_application;
 CREATE ROLE regress_tap_mailer;
@@ -45,13 +45,15 @@ SELECT 'admin', f FROM unnest(ARRAY[
     'bis.requeue(bigint[])', 'bis.expand(integer)', 'bis.purge(interval)',
     'bis.render(text,jsonb,boolean)', 'bis.erase_contact(text)', 'bis.export_contact(text)']) f;
 
--- every function of bis but the two any role runs (the trigger's WHEN, the view's decoder)
+-- every function of bis but the three any role runs (the trigger's WHEN, the view's
+-- decoder, the tenants' policies' tenant)
 CREATE TEMP VIEW matrix AS
 SELECT d AS duty, p.oid::regprocedure::text AS fn,
        has_function_privilege('regress_tap_' || d, p.oid, 'EXECUTE') AS can
   FROM pg_proc p, unnest(ARRAY['application', 'mailer', 'storefront', 'admin']) d
  WHERE p.pronamespace = 'bis'::regnamespace
-   AND p.oid NOT IN ('bis._crossing(text,bigint,bigint)'::regprocedure, 'bis._trigger_args(bytea)'::regprocedure);
+   AND p.oid NOT IN ('bis._crossing(text,bigint,bigint)'::regprocedure, 'bis._trigger_args(bytea)'::regprocedure,
+                     'bis._tenant()'::regprocedure);
 
 SELECT set_eq(
   format($$SELECT fn FROM matrix WHERE duty = %L AND can$$, d),
@@ -82,11 +84,13 @@ SELECT set_eq(
   format('the %s duty has exactly its table privileges', d))
   FROM unnest(ARRAY['application', 'mailer', 'storefront', 'admin']) d;
 
--- the admin may set the settings only a superuser otherwise may
+-- the admin may set the settings only a superuser otherwise may, but its tenant
 SELECT is_empty(
   $$SELECT name FROM pg_settings WHERE name LIKE 'bis.%' AND context = 'superuser'
-      AND NOT has_parameter_privilege('regress_tap_admin', name, 'SET')$$,
-  'the admin duty may set every setting of bis');
+      AND name <> 'bis.tenant' AND NOT has_parameter_privilege('regress_tap_admin', name, 'SET')$$,
+  'the admin duty may set every setting of bis but bis.tenant');
+SELECT ok(NOT has_parameter_privilege('regress_tap_admin', 'bis.tenant', 'SET'),
+  'no duty may set bis.tenant: a role that could would act for any tenant');
 
 -- the admin writes templates of its own, checked as bis checks them
 SET LOCAL ROLE regress_tap_admin;

@@ -2705,7 +2705,8 @@ CREATE FUNCTION bis._duty_privileges(duty text, OUT kind text, OUT object text, 
       FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                         'restock_events', 'notifications', 'templates', 'send_windows',
                         'delivery_events', 'purchases', 'push_tokens', 'webpush_subscriptions',
-                        'tracked_tables', 'restock_turns', 'subscription_history', 'notification_history',
+                        'tracked_tables', 'restock_turns', 'tenancy',
+                        'subscription_history', 'notification_history',
                         'queue_health', 'demand', 'recent_restocks', 'funnel']) t
      WHERE _duty_privileges.duty IN ('application', 'admin')
     UNION ALL
@@ -2959,6 +2960,20 @@ COMMENT ON COLUMN bis.purchases.tenant IS 'The tenant the row belongs to: the se
 COMMENT ON COLUMN bis.push_tokens.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
 COMMENT ON COLUMN bis.webpush_subscriptions.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
 
+-- that tenants were enabled, kept by pg_dump where the policies and the
+-- functions' owner are not: a restored database refuses bis until
+-- bis.enable_tenants() has run again (src/tenant.c).  An upgrade script
+-- that creates functions ends with
+-- SELECT bis.enable_tenants() FROM bis.tenancy, which hands them over too.
+CREATE TABLE bis.tenancy (
+    enabled boolean PRIMARY KEY DEFAULT true CHECK (enabled),
+    enabled_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE bis.tenancy IS 'One row once bis.enable_tenants() has kept tenants apart in this database; none without tenants';
+COMMENT ON COLUMN bis.tenancy.enabled IS 'Always true: the table has one row or none';
+COMMENT ON COLUMN bis.tenancy.enabled_at IS 'When tenants were first enabled';
+SELECT pg_catalog.pg_extension_config_dump('bis.tenancy', '');
+
 -- what stays with bis's owner when tenants are enabled
 CREATE FUNCTION bis._administration_functions() RETURNS regprocedure[]
     LANGUAGE sql STABLE
@@ -3003,12 +3018,14 @@ BEGIN
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bis TO bis_tenants;
     GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA bis TO bis_tenants;
 
+    INSERT INTO bis.tenancy DEFAULT VALUES ON CONFLICT DO NOTHING;
+
     -- a policy per table: the session's tenant's rows, and the built-in templates;
     -- the signing key is one for all tenants (a link names a notification, which
     -- only its own tenant's functions find)
     FOR tbl IN SELECT c.oid FROM pg_class c
                 WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('r', 'p')
-                  AND c.relname <> 'signing_key' ORDER BY c.relname LOOP
+                  AND c.relname NOT IN ('signing_key', 'tenancy') ORDER BY c.relname LOOP
         IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant') THEN
             EXECUTE format('CREATE POLICY tenant ON %s USING (tenant = bis._tenant())'
                            ' WITH CHECK (tenant = bis._tenant())', tbl);

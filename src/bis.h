@@ -197,7 +197,6 @@ extern PGDLLEXPORT Datum bis__expand(PG_FUNCTION_ARGS);
 
 /* tenants (tenant.c) */
 extern void bis_tenant_init(void);
-extern bool tenants_enabled(void);
 extern const char *current_tenant(void);
 extern void check_tenant_isolation(Oid role);
 

@@ -29,6 +29,7 @@
 #include "lib/stringinfo.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -625,6 +626,8 @@ bis__hand_out(PG_FUNCTION_ARGS)
 	uint64		r;
 	int			ret;
 
+	/* run by bis's own functions, as the role that owns them */
+	check_tenant_isolation(GetUserId());
 	InitMaterializedSRF(fcinfo, 0);
 
 	ctl.keysize = 3 * NAMEDATALEN;

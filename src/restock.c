@@ -870,6 +870,8 @@ bis__expand(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "bis._expand needs a restock event and a chunk size");
+	/* run by bis's own functions, as the role that owns them */
+	check_tenant_isolation(GetUserId());
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 

@@ -3,7 +3,7 @@
 -- pinned search_path, comments everywhere, no PUBLIC privileges, keys, triggers and settings.
 -- Needs the extensions pgtap and bis already created; changes nothing (ROLLBACK).
 BEGIN;
-SELECT plan(189);
+SELECT plan(190);
 
 -- the public functions: name, argument types, return type, argument names, full signature
 CREATE TEMP TABLE api (name name, args name[], returns text, argnames text[], signature text);
@@ -96,17 +96,17 @@ INSERT INTO api VALUES
   ('distribute', '{}', 'void', NULL, ''),
   ('distribute', '{regclass}', 'void', '{tbl}', 'tbl regclass');
 
--- schema, tables, views, the claim's type (1 + 1 + 15 + 3 + 1)
+-- schema, tables, views, the claim's type (1 + 1 + 16 + 3 + 1)
 SELECT has_schema('bis');
 SELECT tables_are('bis', ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                                'restock_events', 'notifications', 'templates', 'send_windows',
                                'signing_key', 'push_tokens', 'webpush_subscriptions',
-                               'delivery_events', 'purchases', 'restock_turns']);
+                               'delivery_events', 'purchases', 'restock_turns', 'tenancy']);
 SELECT has_table('bis', t, format('table bis.%s exists', t))
   FROM unnest(ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
                     'restock_events', 'notifications', 'templates', 'send_windows',
                     'signing_key', 'push_tokens', 'webpush_subscriptions',
-                    'delivery_events', 'purchases', 'restock_turns']::name[]) t;
+                    'delivery_events', 'purchases', 'restock_turns', 'tenancy']::name[]) t;
 SELECT has_view('bis', 'tracked_tables', 'view bis.tracked_tables exists');
 SELECT has_view('bis', 'subscription_history', 'view bis.subscription_history exists');
 SELECT has_view('bis', 'notification_history', 'view bis.notification_history exists');

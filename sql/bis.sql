@@ -886,18 +886,20 @@ CREATE TABLE bis.subscriptions (
         REFERENCES bis.contacts ON DELETE CASCADE,
     CONSTRAINT subscriptions_sku_fkey FOREIGN KEY (sku, tenant) REFERENCES bis.items ON DELETE CASCADE
 );
--- one active subscription per contact, SKU, locale, external id, channel and
--- kind; of the two kinds, the key holds one bit, where the name would take 14
--- bytes of every entry (a third of the index)
+-- one active subscription per contact, SKU, locale, external id, channel,
+-- kind and tenant.  The last two in one text, the tenant with "/" after it
+-- for a price drop ("/" is in no tenant's name): without tenants, '' for a
+-- back-in-stock subscription, one byte of every entry as the boolean of the
+-- kind took alone (the kind's name would take 14, a third of the index)
 CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
     (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel,
-     (kind = 'price_drop'), tenant)
+     (CASE kind WHEN 'price_drop' THEN tenant || '/' ELSE tenant END))
     WHERE status = 'active';
 -- what a restock matches, oldest first
-CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, tenant, id)
+CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, id)
     WHERE status = 'active' AND kind = 'back_in_stock';
 -- what a price drop matches, oldest first
-CREATE INDEX subscriptions_price_drop_idx ON bis.subscriptions (sku, tenant, id)
+CREATE INDEX subscriptions_price_drop_idx ON bis.subscriptions (sku, id)
     WHERE status = 'active' AND kind = 'price_drop';
 -- a contact's cancelled and expired subscriptions (its active ones are found
 -- through subscriptions_active_key, which starts with contact_id)
@@ -1055,7 +1057,7 @@ BEGIN
                 subscribe.channel, subscribe.max_price, subscribe.kind, subscribe.target_price,
                 CASE WHEN subscribe.kind = 'price_drop' THEN price END)
         ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel,
-                     (kind = 'price_drop'), tenant)
+                     (CASE kind WHEN 'price_drop' THEN tenant || '/' ELSE tenant END))
             WHERE status = 'active' DO NOTHING
         RETURNING s.id INTO sid;
         IF sid IS NOT NULL THEN
@@ -3158,9 +3160,12 @@ BEGIN
         CREATE ROLE bis_tenants NOLOGIN NOINHERIT;
         COMMENT ON ROLE bis_tenants IS 'The role bis''s functions run as once tenants are enabled: the tenants'' row-level security policies apply to it';
     END IF;
-    IF (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = 'bis_tenants') THEN
-        RAISE EXCEPTION 'role bis_tenants bypasses row-level security' USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'ALTER ROLE bis_tenants NOSUPERUSER NOBYPASSRLS';
+    -- whoever could log in as it, or set role to it, would act for every tenant
+    IF (SELECT r.rolsuper OR r.rolbypassrls OR r.rolcanlogin FROM pg_roles r WHERE r.rolname = 'bis_tenants')
+       OR EXISTS (SELECT FROM pg_auth_members m WHERE m.roleid = 'bis_tenants'::regrole) THEN
+        RAISE EXCEPTION 'role bis_tenants can log in, bypass row-level security or be taken by another role'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'ALTER ROLE bis_tenants NOSUPERUSER NOBYPASSRLS NOLOGIN, and revoke it from its members.';
     END IF;
     GRANT USAGE ON SCHEMA bis TO bis_tenants;
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bis TO bis_tenants;

@@ -41,7 +41,14 @@ SET ROLE regress_tenant_a_admin;
 SELECT bis.enable_tenants();
 RESET ROLE;
 
--- 2. on; a second call changes nothing
+-- 2. on; a second call changes nothing.  A role bis_tenants that someone
+-- could log in as or take is refused.
+CREATE ROLE bis_tenants LOGIN;
+SELECT bis.enable_tenants();
+ALTER ROLE bis_tenants NOLOGIN;
+GRANT bis_tenants TO regress_tenant_a_admin;
+SELECT bis.enable_tenants();
+REVOKE bis_tenants FROM regress_tenant_a_admin;
 SELECT bis.enable_tenants();
 SELECT bis.enable_tenants();
 SELECT c.relname, c.relrowsecurity, array_agg(p.polname ORDER BY p.polname) AS policies

@@ -4,10 +4,9 @@
  *	  The active subscriptions a restock fires, read straight off the index.
  *
  * A restock, and every chunk of a large one, asks for the next active
- * subscriptions of a SKU in id order: subscriptions_active_sku_idx (sku,
- * tenant, id) answers that by walking forward from (sku, tenant, after_id)
- * and stopping at the limit.  Read straight off the index, the rows are under
- * no row-level security policy: the walk keeps to the session's tenant.  Asked in SQL, the planner could not be made to keep to that: its
+ * subscriptions of a SKU in id order: subscriptions_active_sku_idx (sku, id)
+ * answers that by walking forward from (sku, after_id) and stopping at the
+ * limit.  Asked in SQL, the planner could not be made to keep to that: its
  * estimates, made with parameters it does not know and blind to the index
  * entries of used subscriptions that vacuum has not removed yet, led it to a
  * bitmap scan, a sort or the primary key, each of which reads all of them; a
@@ -15,6 +14,12 @@
  * also marks the entries of used subscriptions dead as it passes them, as
  * any plain index scan does, so the next restock steps over them cheaply.
  * It returns the rows' TIDs, by which the chunk's statement takes them.
+ *
+ * Read straight off the index, the rows are under no row-level security
+ * policy: the walk keeps to the session's tenant itself.  The tenant is not in
+ * the index's key: it would take a byte, often eight with alignment, of every
+ * entry of every shop, and a SKU shared by tenants only costs a tenant that
+ * shares it the other tenants' entries it steps over.
  *
  * Voyado's rules: a restock with a locale fires only subscriptions of that
  * locale, one with an external id only those of that external id, one with
@@ -51,6 +56,7 @@ typedef struct ActiveIndex
 	Relation	rel;
 	Relation	index;
 	AttrNumber	id;
+	AttrNumber	tenant;
 	AttrNumber	locale;
 	AttrNumber	external_id;
 	AttrNumber	created_at;
@@ -85,6 +91,7 @@ open_active_index(ActiveIndex *ai, bool price_drop)
 	ai->rel = table_open(relid, AccessShareLock);
 	ai->index = index_open(indexid, AccessShareLock);
 	ai->id = column(relid, "id");
+	ai->tenant = column(relid, "tenant");
 	ai->locale = column(relid, "locale");
 	ai->external_id = column(relid, "external_id");
 	ai->created_at = column(relid, "created_at");
@@ -98,17 +105,6 @@ close_active_index(ActiveIndex *ai)
 {
 	index_close(ai->index, AccessShareLock);
 	table_close(ai->rel, AccessShareLock);
-}
-
-/* The scan keys of a SKU's entries of the session's tenant */
-static void
-sku_and_tenant_keys(ScanKey keys, const ActiveIndex *ai, Datum sku)
-{
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   ai->index->rd_indcollation[0], F_TEXTEQ, sku);
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   ai->index->rd_indcollation[1], F_TEXTEQ,
-						   CStringGetTextDatum(current_tenant()));
 }
 
 /* whether a text column of the row equals value (0: not asked) */
@@ -243,9 +239,10 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 					int64 limit, bool want_tids, Matches *m)
 {
 	ActiveIndex ai;
-	ScanKeyData keys[3];
+	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	Datum		tenant = CStringGetTextDatum(current_tenant());
 	int			size = 0;
 	int			expired_size = 0;
 
@@ -263,14 +260,15 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 
 	open_active_index(&ai, f->price_drop);
 
-	/* from (sku, tenant, after_id) forward: the SKU's subscriptions in id order */
-	sku_and_tenant_keys(keys, &ai, sku);
-	ScanKeyEntryInitialize(&keys[2], 0, 3, BTGreaterStrategyNumber, InvalidOid,
+	/* from (sku, after_id) forward: the SKU's subscriptions in id order */
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GT, Int64GetDatum(after_id));
 
 	slot = table_slot_create(ai.rel, NULL);
-	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 3, 0);
-	index_rescan(scan, keys, 3, NULL, 0);
+	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
 
 	while (m->n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -287,6 +285,8 @@ match_subscriptions(Datum sku, const MatchFilter *f, int64 after_id, int64 upto_
 		if (upto_id >= 0 && id > upto_id)
 			break;
 		m->last_id = id;
+		if (!text_matches(slot, ai.tenant, tenant))
+			continue;			/* another shop's */
 		/* Voyado's rules leave it waiting: counted, so that the event says so */
 		if (!text_matches(slot, ai.locale, f->locale))
 		{
@@ -337,21 +337,26 @@ int64
 newest_active_subscription(Datum sku, bool price_drop)
 {
 	ActiveIndex ai;
-	ScanKeyData keys[2];
+	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	Datum		tenant = CStringGetTextDatum(current_tenant());
 	int64		newest = 0;
 
 	open_active_index(&ai, price_drop);
-	sku_and_tenant_keys(keys, &ai, sku);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   ai.index->rd_indcollation[0], F_TEXTEQ, sku);
 	slot = table_slot_create(ai.rel, NULL);
-	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	scan = index_beginscan(ai.rel, ai.index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
 		bool		isnull;
 
+		if (!text_matches(slot, ai.tenant, tenant))
+			continue;			/* another shop's */
 		newest = DatumGetInt64(slot_getattr(slot, ai.id, &isnull));
+		break;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);

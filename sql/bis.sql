@@ -5,7 +5,7 @@
  * (make builds it); upgrade scripts bis--X.Y--X.Z.sql hold only what changed.
  * Sections: the schema and settings; the catalog (items, contacts); stock and
  * tracking; subscriptions; restocks and matching; the queue; templates;
- * housekeeping; privileges.
+ * housekeeping; distribution (Citus); tenants; privileges.
  */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
@@ -3083,134 +3083,6 @@ CREATE TRIGGER contacts_delete_check BEFORE DELETE ON bis.contacts
     FOR EACH ROW EXECUTE FUNCTION bis._contacts_delete_check();
 
 /*
- * Tenants (src/tenant.c)
- *
- * Many shops in one database: every table has a tenant column, in every
- * key, that rows take from the setting bis.tenant.  bis.enable_tenants()
- * keeps them apart: a policy on every table shows and admits only the rows
- * of the session's tenant (and the built-in templates), and bis's functions
- * and views are handed to the role bis_tenants, which the policies apply to
- * as they do to the application's roles (they do not to a superuser, who
- * otherwise owns bis).  bis.grant, bis.revoke, the tracking functions and
- * bis.distribute stay with the superuser: they change privileges and
- * triggers, not tenants' rows.
- */
-
-COMMENT ON COLUMN bis.items.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.contacts.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.consents.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.stock_levels.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.subscriptions.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.restock_events.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.notifications.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.templates.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.send_windows.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.delivery_events.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.purchases.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.push_tokens.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-COMMENT ON COLUMN bis.webpush_subscriptions.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
-
--- that tenants were enabled, kept by pg_dump where the policies and the
--- functions' owner are not: a restored database refuses bis until
--- bis.enable_tenants() has run again (src/tenant.c).  An upgrade script
--- that creates functions ends with
--- SELECT bis.enable_tenants() FROM bis.tenancy, which hands them over too.
-CREATE TABLE bis.tenancy (
-    enabled boolean PRIMARY KEY DEFAULT true CHECK (enabled),
-    enabled_at timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE bis.tenancy IS 'One row once bis.enable_tenants() has kept tenants apart in this database; none without tenants';
-COMMENT ON COLUMN bis.tenancy.enabled IS 'Always true: the table has one row or none';
-COMMENT ON COLUMN bis.tenancy.enabled_at IS 'When tenants were first enabled';
-SELECT pg_catalog.pg_extension_config_dump('bis.tenancy', '');
-
--- what stays with bis's owner when tenants are enabled
-CREATE FUNCTION bis._administration_functions() RETURNS regprocedure[]
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT ARRAY['bis.enable_tenants()', 'bis.grant(regrole, text)', 'bis.revoke(regrole, text)',
-                 'bis.track(regclass, name, name, name, name, name)', 'bis.untrack(regclass)',
-                 'bis.track_orders(regclass, name, name, name, name, name, name, name)',
-                 'bis._check_tracked_tables()', 'bis.distribute()', 'bis.distribute(regclass)',
-                 'bis._shape_node()', 'bis._check_citus()']::regprocedure[];
-$$;
-COMMENT ON FUNCTION bis._administration_functions() IS 'The functions bis.enable_tenants() leaves with the extension''s owner: they change privileges, triggers and distribution, never a tenant''s rows';
-
-CREATE FUNCTION bis.enable_tenants() RETURNS void
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    tbl regclass;
-    obj record;
-BEGIN
-    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
-        RAISE EXCEPTION 'permission denied to enable tenants' USING ERRCODE = 'insufficient_privilege',
-            DETAIL = 'It changes the owner of bis''s functions and creates the role bis_tenants.',
-            HINT = 'Run it as a superuser.';
-    END IF;
-    IF bis._distributed() THEN
-        RAISE EXCEPTION 'tenants are not supported where bis''s tables are distributed (Citus)'
-            USING ERRCODE = 'feature_not_supported',
-            DETAIL = 'Citus runs a distributed statement on the worker nodes as the role that runs it, and bis_tenants cannot log in.';
-    END IF;
-    -- the role bis's functions run as: no login, no rights of its own but these
-    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = 'bis_tenants') THEN
-        CREATE ROLE bis_tenants NOLOGIN NOINHERIT;
-        COMMENT ON ROLE bis_tenants IS 'The role bis''s functions run as once tenants are enabled: the tenants'' row-level security policies apply to it';
-    END IF;
-    -- whoever could log in as it, or set role to it, would act for every tenant
-    IF (SELECT r.rolsuper OR r.rolbypassrls OR r.rolcanlogin FROM pg_roles r WHERE r.rolname = 'bis_tenants')
-       OR EXISTS (SELECT FROM pg_auth_members m WHERE m.roleid = 'bis_tenants'::regrole) THEN
-        RAISE EXCEPTION 'role bis_tenants can log in, bypass row-level security or be taken by another role'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'ALTER ROLE bis_tenants NOSUPERUSER NOBYPASSRLS NOLOGIN, and revoke it from its members.';
-    END IF;
-    GRANT USAGE ON SCHEMA bis TO bis_tenants;
-    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bis TO bis_tenants;
-    GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA bis TO bis_tenants;
-
-    INSERT INTO bis.tenancy DEFAULT VALUES ON CONFLICT DO NOTHING;
-
-    -- a policy per table: the session's tenant's rows, and the built-in templates;
-    -- the signing key is one for all tenants (a link names a notification, which
-    -- only its own tenant's functions find)
-    FOR tbl IN SELECT c.oid FROM pg_class c
-                WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('r', 'p')
-                  AND c.relname NOT IN ('signing_key', 'tenancy') ORDER BY c.relname LOOP
-        IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant') THEN
-            EXECUTE format('CREATE POLICY tenant ON %s USING (tenant = bis._tenant())'
-                           ' WITH CHECK (tenant = bis._tenant())', tbl);
-        END IF;
-        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-    END LOOP;
-    -- the built-in templates, every tenant's to read and none's to change
-    IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'bis.templates'::regclass
-                                             AND p.polname = 'builtin') THEN
-        CREATE POLICY builtin ON bis.templates FOR SELECT USING (builtin AND tenant = '');
-    END IF;
-
-    -- bis's functions and views, but those that stay with the superuser
-    FOR obj IN SELECT d.classid, d.objid FROM pg_depend d
-                WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-                  AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'bis')
-                  AND d.classid IN ('pg_proc'::regclass, 'pg_class'::regclass) LOOP
-        IF obj.classid = 'pg_proc'::regclass THEN
-            CONTINUE WHEN obj.objid::regprocedure = ANY (bis._administration_functions())
-                       OR (SELECT p.proowner FROM pg_proc p WHERE p.oid = obj.objid)
-                          = 'bis_tenants'::regrole;
-            EXECUTE format('ALTER FUNCTION %s OWNER TO bis_tenants', obj.objid::regprocedure);
-        ELSIF (SELECT c.relkind = 'v' AND c.relowner <> 'bis_tenants'::regrole
-                 FROM pg_class c WHERE c.oid = obj.objid) THEN
-            EXECUTE format('ALTER VIEW %s OWNER TO bis_tenants', obj.objid::regclass);
-        END IF;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION bis.enable_tenants() IS 'Keeps tenants apart: row-level security on every bis table by the setting bis.tenant, and bis''s functions run as the role bis_tenants, which it applies to; for a superuser; run it again after a restore or an extension update';
-
-/*
  * Housekeeping
  */
 
@@ -3280,7 +3152,6 @@ CREATE TABLE bis.restock_turns (
 );
 COMMENT ON TABLE bis.restock_turns IS 'Where bis''s tables are distributed (Citus): one row per SKU restocked, the row its restocks and expansions take turns on; empty on a single server';
 COMMENT ON COLUMN bis.restock_turns.sku IS 'The SKU';
-COMMENT ON COLUMN bis.restock_turns.tenant IS 'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants';
 
 CREATE FUNCTION bis._distributed() RETURNS boolean
     LANGUAGE c STABLE
@@ -3849,6 +3720,134 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION bis.distribute(regclass) IS 'On a Citus coordinator: distributes a table tracked by bis by its SKU column, co-located with bis''s tables, so that its restocks run where its shards are; idempotent';
+
+/*
+ * Tenants (src/tenant.c)
+ *
+ * Many shops in one database: every table has a tenant column, in every
+ * key, that rows take from the setting bis.tenant.  bis.enable_tenants()
+ * keeps them apart: a policy on every table shows and admits only the rows
+ * of the session's tenant (and the built-in templates), and bis's functions
+ * and views are handed to the role bis_tenants, which the policies apply to
+ * as they do to the application's roles (they do not to a superuser, who
+ * otherwise owns bis).  bis.grant, bis.revoke, the tracking functions and
+ * bis.distribute stay with the superuser: they change privileges and
+ * triggers, not tenants' rows.
+ */
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['items', 'contacts', 'consents', 'stock_levels', 'subscriptions',
+                             'restock_events', 'notifications', 'templates', 'send_windows',
+                             'delivery_events', 'purchases', 'push_tokens', 'webpush_subscriptions',
+                             'restock_turns'] LOOP
+        EXECUTE format('COMMENT ON COLUMN bis.%I.tenant IS %L', t,
+                       'The tenant the row belongs to: the setting bis.tenant when it was written, '''' without tenants');
+    END LOOP;
+END
+$$;
+
+-- that tenants were enabled, kept by pg_dump where the policies and the
+-- functions' owner are not: a restored database refuses bis until
+-- bis.enable_tenants() has run again (src/tenant.c).  An upgrade script
+-- that creates functions ends with
+-- SELECT bis.enable_tenants() FROM bis.tenancy, which hands them over too.
+CREATE TABLE bis.tenancy (
+    enabled boolean PRIMARY KEY DEFAULT true CHECK (enabled),
+    enabled_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE bis.tenancy IS 'One row once bis.enable_tenants() has kept tenants apart in this database; none without tenants';
+COMMENT ON COLUMN bis.tenancy.enabled IS 'Always true: the table has one row or none';
+COMMENT ON COLUMN bis.tenancy.enabled_at IS 'When tenants were first enabled';
+SELECT pg_catalog.pg_extension_config_dump('bis.tenancy', '');
+
+-- what stays with bis's owner when tenants are enabled
+CREATE FUNCTION bis._administration_functions() RETURNS regprocedure[]
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT ARRAY['bis.enable_tenants()', 'bis.grant(regrole, text)', 'bis.revoke(regrole, text)',
+                 'bis.track(regclass, name, name, name, name, name)', 'bis.untrack(regclass)',
+                 'bis.track_orders(regclass, name, name, name, name, name, name, name)',
+                 'bis._check_tracked_tables()', 'bis.distribute()', 'bis.distribute(regclass)',
+                 'bis._shape_node()', 'bis._check_citus()']::regprocedure[];
+$$;
+COMMENT ON FUNCTION bis._administration_functions() IS 'The functions bis.enable_tenants() leaves with the extension''s owner: they change privileges, triggers and distribution, never a tenant''s rows';
+
+CREATE FUNCTION bis.enable_tenants() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    tbl regclass;
+    obj record;
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'permission denied to enable tenants' USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'It changes the owner of bis''s functions and creates the role bis_tenants.',
+            HINT = 'Run it as a superuser.';
+    END IF;
+    IF bis._distributed() THEN
+        RAISE EXCEPTION 'tenants are not supported where bis''s tables are distributed (Citus)'
+            USING ERRCODE = 'feature_not_supported',
+            DETAIL = 'Citus runs a distributed statement on the worker nodes as the role that runs it, and bis_tenants cannot log in.';
+    END IF;
+    -- the role bis's functions run as: no login, no rights of its own but these
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = 'bis_tenants') THEN
+        CREATE ROLE bis_tenants NOLOGIN NOINHERIT;
+        COMMENT ON ROLE bis_tenants IS 'The role bis''s functions run as once tenants are enabled: the tenants'' row-level security policies apply to it';
+    END IF;
+    -- whoever could log in as it, or set role to it, would act for every tenant
+    IF (SELECT r.rolsuper OR r.rolbypassrls OR r.rolcanlogin FROM pg_roles r WHERE r.rolname = 'bis_tenants')
+       OR EXISTS (SELECT FROM pg_auth_members m WHERE m.roleid = 'bis_tenants'::regrole) THEN
+        RAISE EXCEPTION 'role bis_tenants can log in, bypass row-level security or be taken by another role'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'ALTER ROLE bis_tenants NOSUPERUSER NOBYPASSRLS NOLOGIN, and revoke it from its members.';
+    END IF;
+    GRANT USAGE ON SCHEMA bis TO bis_tenants;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bis TO bis_tenants;
+    GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA bis TO bis_tenants;
+
+    INSERT INTO bis.tenancy DEFAULT VALUES ON CONFLICT DO NOTHING;
+
+    -- a policy per table: the session's tenant's rows, and the built-in templates;
+    -- the signing key is one for all tenants (a link names a notification, which
+    -- only its own tenant's functions find)
+    FOR tbl IN SELECT c.oid FROM pg_class c
+                WHERE c.relnamespace = 'bis'::regnamespace AND c.relkind IN ('r', 'p')
+                  AND c.relname NOT IN ('signing_key', 'tenancy') ORDER BY c.relname LOOP
+        IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant') THEN
+            EXECUTE format('CREATE POLICY tenant ON %s USING (tenant = bis._tenant())'
+                           ' WITH CHECK (tenant = bis._tenant())', tbl);
+        END IF;
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    END LOOP;
+    -- the built-in templates, every tenant's to read and none's to change
+    IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'bis.templates'::regclass
+                                             AND p.polname = 'builtin') THEN
+        CREATE POLICY builtin ON bis.templates FOR SELECT USING (builtin AND tenant = '');
+    END IF;
+
+    -- bis's functions and views, but those that stay with the superuser
+    FOR obj IN SELECT d.classid, d.objid FROM pg_depend d
+                WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+                  AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'bis')
+                  AND d.classid IN ('pg_proc'::regclass, 'pg_class'::regclass) LOOP
+        IF obj.classid = 'pg_proc'::regclass THEN
+            CONTINUE WHEN obj.objid::regprocedure = ANY (bis._administration_functions())
+                       OR (SELECT p.proowner FROM pg_proc p WHERE p.oid = obj.objid)
+                          = 'bis_tenants'::regrole;
+            EXECUTE format('ALTER FUNCTION %s OWNER TO bis_tenants', obj.objid::regprocedure);
+        ELSIF (SELECT c.relkind = 'v' AND c.relowner <> 'bis_tenants'::regrole
+                 FROM pg_class c WHERE c.oid = obj.objid) THEN
+            EXECUTE format('ALTER VIEW %s OWNER TO bis_tenants', obj.objid::regclass);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bis.enable_tenants() IS 'Keeps tenants apart: row-level security on every bis table by the setting bis.tenant, and bis''s functions run as the role bis_tenants, which it applies to; for a superuser; run it again after a restore or an extension update';
 
 /*
  * pg_dump keeps what the tables hold; built-in templates come with the extension

@@ -22,7 +22,8 @@ tdst=bis_dump_tenants_restored
 cleanup() {
     psql -X -q -d "$admin_db" -c "DROP DATABASE IF EXISTS $src WITH (FORCE)" \
         -c "DROP DATABASE IF EXISTS $dst WITH (FORCE)" -c "DROP DATABASE IF EXISTS $tsrc WITH (FORCE)" \
-        -c "DROP DATABASE IF EXISTS $tdst WITH (FORCE)" >/dev/null 2>&1 || true
+        -c "DROP DATABASE IF EXISTS $tdst WITH (FORCE)" -c "DROP ROLE IF EXISTS bis_tenants" \
+        >/dev/null 2>&1 || true
     rm -f "$dump"
 }
 trap cleanup EXIT

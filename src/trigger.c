@@ -303,10 +303,10 @@ load_item_thresholds(const char *tenant)
 
 /*
  * Make sure the item thresholds of the session's tenant are loaded and
- * current, reading bis.items as the owner of fn_oid.  The cache is marked valid before the load, so that an
- * invalidation arriving during it clears the mark again, and invalid once
- * more if the load fails (a lock timeout, say): a backend never goes on with
- * a half-loaded cache.
+ * current, reading bis.items as the owner of fn_oid.  The cache is marked
+ * valid before the load, so that an invalidation arriving during it clears
+ * the mark again, and invalid once more if the load fails (a lock timeout,
+ * say): a backend never goes on with a half-loaded cache.
  */
 static void
 check_item_thresholds(Oid fn_oid)

@@ -893,7 +893,7 @@ CREATE TABLE bis.subscriptions (
 -- kind took alone (the kind's name would take 14, a third of the index)
 CREATE UNIQUE INDEX subscriptions_active_key ON bis.subscriptions
     (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel,
-     (CASE kind WHEN 'price_drop' THEN tenant || '/' ELSE tenant END))
+     (CASE WHEN kind = 'price_drop' THEN tenant || '/' ELSE tenant END))
     WHERE status = 'active';
 -- what a restock matches, oldest first
 CREATE INDEX subscriptions_active_sku_idx ON bis.subscriptions (sku, id)
@@ -1057,7 +1057,7 @@ BEGIN
                 subscribe.channel, subscribe.max_price, subscribe.kind, subscribe.target_price,
                 CASE WHEN subscribe.kind = 'price_drop' THEN price END)
         ON CONFLICT (contact_id, sku, (coalesce(locale, '')), (coalesce(external_id, '')), channel,
-                     (CASE kind WHEN 'price_drop' THEN tenant || '/' ELSE tenant END))
+                     (CASE WHEN kind = 'price_drop' THEN tenant || '/' ELSE tenant END))
             WHERE status = 'active' DO NOTHING
         RETURNING s.id INTO sid;
         IF sid IS NOT NULL THEN
